@@ -1,0 +1,241 @@
+"""The `gliocascade` command line: one command per pipeline step (parse, call, report; no logic).
+
+Each command hands its options to one function of the module that owns the step. Errors in the
+input become a one-line message naming the file and exit code 2; success is exit 0.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import InputError, NotBuiltError
+
+EXISTING_DIR = click.Path(exists=False, file_okay=False, path_type=Path)
+ANY_PATH = click.Path(path_type=Path)
+DEVICE = click.Choice(["auto", "cpu", "cuda"])
+CONVENTION = click.Choice(["2019", "2023"])
+
+
+def _call(module: str, function: str, **kwargs: Any) -> None:
+    """Import the step's module lazily (keeps --help fast) and run it; map errors to exit codes."""
+    try:
+        mod = importlib.import_module(f"gliocascade.{module}")
+        func = getattr(mod, function, None)
+        if func is None:
+            raise NotBuiltError(f"{module}.{function}")
+        code = func(**kwargs)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"gliocascade.{module}":
+            _not_built(f"{module}.{function}")
+        raise
+    except NotBuiltError as exc:
+        _not_built(str(exc))
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(int(code or 0))
+
+
+def _not_built(what: str) -> None:
+    click.echo(f"error: this command is not built yet ({what})", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="gliocascade")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+def main(verbose: int) -> None:
+    """Segment brain tumours in multi-modal MRI for whole cohorts (two-stage cascaded U-Net)."""
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.command()
+@click.option("--out", required=True, type=ANY_PATH, help="Folder to write the cases into.")
+@click.option("--n", "n", default=4, show_default=True, type=click.IntRange(1), help="Number of cases.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first case; case i uses seed+i.")
+@click.option("--shape", nargs=3, type=click.IntRange(16), default=(240, 240, 155), show_default=True,
+              help="Grid size (BraTS is 240 240 155).")
+@click.option("--with-skull", is_flag=True, help="Add scalp and skull (for preprocessing tests).")
+@click.option("--prefix", default="phantom", show_default=True, help="Case id prefix.")
+def phantom(**kw: Any) -> None:
+    """Write deterministic synthetic BraTS-like cases (4 modalities + labels 0/1/2/4)."""
+    _call("phantom", "phantom_command", **kw)
+
+
+@main.command()
+@click.option("--dicom", type=click.Path(path_type=Path), help="DICOM study folder (all series are converted).")
+@click.option("--out", required=True, type=ANY_PATH, help="Output folder.")
+@click.option("--case-id", help="Also write <ID>_{t1,t1ce,t2,flair}.nii.gz for the identified series.")
+@click.option("--t1", type=ANY_PATH, help="T1 series folder (overrides identification).")
+@click.option("--t1ce", type=ANY_PATH, help="T1Gd series folder (overrides identification).")
+@click.option("--t2", type=ANY_PATH, help="T2 series folder (overrides identification).")
+@click.option("--flair", type=ANY_PATH, help="FLAIR series folder (overrides identification).")
+def convert(**kw: Any) -> None:
+    """Convert DICOM series to NIfTI (dcm2niix), identify T1/T1Gd/T2/FLAIR, strip identifiers."""
+    _call("dicom", "convert_command", **kw)
+
+
+@main.command()
+@click.option("--t1", required=True, type=ANY_PATH)
+@click.option("--t1ce", required=True, type=ANY_PATH)
+@click.option("--t2", required=True, type=ANY_PATH)
+@click.option("--flair", required=True, type=ANY_PATH)
+@click.option("--case-id", required=True)
+@click.option("--out", required=True, type=ANY_PATH)
+@click.option("--atlas", type=ANY_PATH, help="Atlas folder (default: $GLIOCASCADE_ATLAS or fetch-atlas's place).")
+@click.option("--backend", type=click.Choice(["simpleitk", "ants"]), default="simpleitk", show_default=True,
+              help="Registration backend.")
+@click.option("--affine", is_flag=True, help="Refine the atlas registration with an affine stage.")
+@click.option("--n4", is_flag=True, help="N4 bias correction (used for registration only).")
+@click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
+              show_default=True, help="Skull-stripping method (plug-ins need their weights present).")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Registration threads (results do not depend on it).")
+def preprocess(**kw: Any) -> None:
+    """Co-register to T1Gd, register to the SRI24 BraTS space, skull-strip; write native transforms."""
+    _call("preprocess", "preprocess_command", **kw)
+
+
+@main.command()
+@click.option("--data", type=ANY_PATH, help="Folder of BraTS-layout case folders with _seg.")
+@click.option("--samplesheet", type=ANY_PATH, help="Samplesheet with a seg column.")
+@click.option("--out", required=True, type=ANY_PATH, help="Model folder to write.")
+@click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs (default: the config's).")
+@click.option("--fold", type=click.IntRange(0), help="Validation fold of a k-fold split.")
+@click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--label-convention", type=CONVENTION, help="Convention of the seg files (default: from names).")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for CUDA).")
+@click.option("--checkpointing/--no-checkpointing", default=None, help="Gradient checkpointing of residual blocks.")
+@click.option("--steps-per-epoch", type=click.IntRange(1), help="Crops per epoch (default: one per case).")
+def train(**kw: Any) -> None:
+    """Train the cascade end-to-end (both stages in one graph), keeping the last 8 epochs as snapshots."""
+    _call("train", "train_command", **kw)
+
+
+@main.command()
+@click.option("--case", type=ANY_PATH, help="One case folder.")
+@click.option("--cases", type=ANY_PATH, help="A folder of case folders.")
+@click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
+@click.option("--out", required=True, type=ANY_PATH)
+@click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True,
+              help="Axis-flip passes (snapshot i pairs with flip i).")
+@click.option("--case-id", help="Case id (default: from the files' prefix).")
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--save-probabilities", is_flag=True, help="Also write <id>_prob.nii.gz (WT, TC, ET).")
+@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True)
+def predict(**kw: Any) -> None:
+    """Whole-brain inference with flip TTA and snapshot/model ensembles -> <id>_pred.nii.gz."""
+    _call("predict", "predict_command", **kw)
+
+
+@main.command("model-summary")
+@click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
+def model_summary(**kw: Any) -> None:
+    """Each layer's output size for a 4x128^3 input and exact parameter counts."""
+    _call("networks", "model_summary_command", **kw)
+
+
+@main.command()
+@click.option("--pred", required=True, type=ANY_PATH, help="Label map from predict.")
+@click.option("--out", required=True, type=ANY_PATH, help="Final label map to write.")
+@click.option("--et-threshold", type=click.IntRange(0), help="ET volume (voxels) below which ET becomes necrosis.")
+@click.option("--model", "models", multiple=True, type=ANY_PATH, help="Take et_threshold from model.json.")
+@click.option("--native-transforms", type=ANY_PATH, help="transforms/ folder: also write <id>_seg_native.nii.gz.")
+@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True)
+def postprocess(**kw: Any) -> None:
+    """Relabel small enhancing tumour as necrosis; optionally map labels back to native T1Gd space."""
+    _call("postprocess", "postprocess_command", **kw)
+
+
+@main.command("tune-threshold")
+@click.option("--pred", required=True, type=ANY_PATH, help="Folder of <id>_pred.nii.gz.")
+@click.option("--gt", required=True, type=ANY_PATH, help="Folder of ground truth (<id>_seg or case folders).")
+@click.option("--model", "models", multiple=True, required=True, type=ANY_PATH)
+@click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True)
+@click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True)
+def tune_threshold(**kw: Any) -> None:
+    """Pick the ET threshold maximising mean ET Dice on validation cases; write it to model.json."""
+    _call("postprocess", "tune_threshold_command", **kw)
+
+
+@main.command()
+@click.option("--pred", required=True, type=ANY_PATH, help="Predicted label map.")
+@click.option("--gt", type=ANY_PATH, help="Reference label map (omit for volumes only).")
+@click.option("--case-id", required=True)
+@click.option("--out", required=True, type=ANY_PATH, help="CSV to write (one row).")
+@click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True)
+@click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True)
+def evaluate(**kw: Any) -> None:
+    """Dice, HD95 (mm), sensitivity, specificity and volumes (mL) per region WT, TC, ET.
+
+    \b
+    Conventions (as the BraTS challenge):
+      both empty                      -> Dice 1, HD95 0, sensitivity 1
+      reference empty, prediction not -> Dice 0, HD95 = 373.1286... (the 240x240x155 diagonal), sens. 0
+      prediction empty, reference not -> Dice 0, HD95 = that diagonal, sensitivity 0
+    HD95 is the 95th percentile of the pooled border-to-border distances (MedPy, brats-evaluation).
+    """
+    _call("metrics", "evaluate_command", **kw)
+
+
+@main.command()
+@click.option("--run-dir", type=ANY_PATH, help="Output folder of a run (metrics and overlays).")
+@click.option("--metrics", "metrics_files", multiple=True, type=ANY_PATH, help="Per-case metrics CSV (repeatable).")
+@click.option("--out", required=True, type=ANY_PATH, help="Report folder.")
+def report(**kw: Any) -> None:
+    """Cohort CSV, summary statistics and a self-contained HTML report."""
+    _call("report", "report_command", **kw)
+
+
+@main.command()
+@click.option("--samplesheet", required=True, type=ANY_PATH)
+@click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
+@click.option("--out", required=True, type=ANY_PATH)
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Parallel cases; each worker gets cores/N threads.")
+@click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True)
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--atlas", type=ANY_PATH, help="Atlas folder for native-space cases.")
+@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
+              help="Convention of the labels written.")
+def run(**kw: Any) -> None:
+    """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
+
+    Exit 0 when every case succeeded, 1 when some failed (the others finish), 2 for usage or
+    samplesheet schema errors. Finished steps are skipped on a rerun (resume).
+    """
+    _call("pipeline", "run_command", **kw)
+
+
+@main.command()
+@click.option("--out", required=True, type=ANY_PATH)
+@click.option("--quick", is_flag=True, help="Smallest settings (for tests).")
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+def demo(**kw: Any) -> None:
+    """Phantoms -> quick CPU training of the tiny cascade -> run -> report, in minutes."""
+    _call("pipeline", "demo_command", **kw)
+
+
+@main.command("fetch-atlas")
+@click.option("--dest", type=ANY_PATH, help="Where to put the atlas (default: the user data folder).")
+def fetch_atlas(**kw: Any) -> None:
+    """Put the SRI24 BraTS-space atlas where preprocess finds it (sha256 verified)."""
+    _call("atlas", "fetch_atlas_command", **kw)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

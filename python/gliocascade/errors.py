@@ -1,0 +1,17 @@
+"""Errors that the CLI turns into one-line messages and exit code 2."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input: names the offending file (when there is one) and the problem in one line."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class NotBuiltError(Exception):
+    """A command whose body does not exist yet (exit 1)."""

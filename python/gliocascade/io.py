@@ -1,0 +1,336 @@
+"""NIfTI reading/writing that keeps geometry, atomic outputs, case discovery and samplesheets.
+
+Every step reads and writes images through here, so that a bad file always gives the same
+one-line error and a killed step never leaves a half-written output behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+MODALITIES = ("t1", "t1ce", "t2", "flair")
+# BraTS 2023 file suffixes for each modality (and the segmentation).
+BRATS2023_NAMES = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"}
+
+BRATS_SHAPE = (240, 240, 155)
+# The header of the BraTS cases: LPS voxel axes, 1 mm, origin at voxel (0, 239, 0) in nibabel RAS.
+BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+
+
+def brats_affine() -> np.ndarray:
+    """A fresh copy of the BraTS-space affine (callers may mutate it)."""
+    return BRATS_AFFINE.copy()
+
+
+# --------------------------------------------------------------------------- reading
+
+def load_nifti(path: str | Path, ndim: int | None = 3) -> nib.Nifti1Image:
+    """Load a NIfTI image fully (so truncation is caught here), checking dimensionality.
+
+    A trailing singleton 4th axis (common in atlases) is squeezed away when ``ndim`` is 3.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        raise InputError(path, "expected a NIfTI file, found a folder")
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types for non-NIfTI input
+        raise InputError(path, f"not a readable NIfTI file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputError(path, f"not a NIfTI file (read as {type(img).__name__})")
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
+        raise InputError(path, f"truncated or corrupt image data ({type(exc).__name__}: {exc})") from None
+    if ndim == 3 and data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if ndim is not None and data.ndim != ndim:
+        raise InputError(path, f"expected a {ndim}D image, got {data.ndim}D with shape {tuple(data.shape)}")
+    hdr = img.header.copy()
+    out = nib.Nifti1Image(data, img.affine, hdr)
+    out.set_qform(img.affine, code=int(img.header["qform_code"]) or 1)
+    out.set_sform(img.affine, code=int(img.header["sform_code"]) or 1)
+    return out
+
+
+def read_image(path: str | Path, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(array as float32, affine) of a 3D image; refuses NaN/Inf when ``finite``."""
+    img = load_nifti(path)
+    arr = np.asarray(img.dataobj, dtype=np.float32)
+    if finite and not np.all(np.isfinite(arr)):
+        raise InputError(path, "image contains NaN or infinite values")
+    return arr, img.affine.copy()
+
+
+def read_labels(path: str | Path, convention: str | int = "2019") -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 label map validated against the convention, affine)."""
+    from .labels import validate_labels
+
+    img = load_nifti(path)
+    return validate_labels(np.asanyarray(img.dataobj), convention, path), img.affine.copy()
+
+
+def same_grid(affine_a: np.ndarray, shape_a: tuple, affine_b: np.ndarray, shape_b: tuple,
+              tol_mm: float = 1e-3) -> bool:
+    """True when two images share shape and affine (within ``tol_mm``)."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=tol_mm, rtol=0)
+
+
+def check_same_grid(ref_path: str | Path, ref: tuple[np.ndarray, np.ndarray],
+                    other_path: str | Path, other: tuple[np.ndarray, np.ndarray]) -> None:
+    """Raise an InputError naming ``other_path`` when (array, affine) pairs are on different grids."""
+    (a, aff_a), (b, aff_b) = ref, other
+    if not same_grid(aff_a, a.shape, aff_b, b.shape):
+        raise InputError(other_path, f"grid {b.shape} differs from {Path(ref_path).name} {a.shape} "
+                                     "(shape or affine differ by more than 1e-3 mm)")
+
+
+# --------------------------------------------------------------------------- writing
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_image(path: str | Path, array: np.ndarray, affine: np.ndarray,
+                header: nib.Nifti1Header | None = None, dtype: np.dtype | type | None = None) -> Path:
+    """Write a NIfTI atomically with qform and sform both set to ``affine`` (code 1, scanner)."""
+    arr = np.asarray(array if dtype is None else np.asarray(array).astype(dtype))
+    img = nib.Nifti1Image(arr, affine, header.copy() if header is not None else None)
+    img.header.set_data_dtype(arr.dtype)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    img.header.set_xyzt_units("mm")
+    img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return Path(path)
+
+
+def write_labels(path: str | Path, labels: np.ndarray, affine: np.ndarray) -> Path:
+    """Write a label map as uint8."""
+    return write_image(path, labels, affine, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- case discovery
+
+@dataclass
+class Case:
+    """One case: its id and the paths of the four modalities (and optional ground truth)."""
+
+    case_id: str
+    images: dict[str, Path]
+    seg: Path | None = None
+    label_convention: str = "2019"
+    space: str = "brats"
+    extra: dict = field(default_factory=dict)
+
+
+def _find(folder: Path, stems: list[str]) -> Path | None:
+    for stem in stems:
+        for ext in (".nii.gz", ".nii"):
+            p = folder / f"{stem}{ext}"
+            if p.exists():
+                return p
+    return None
+
+
+def case_id_from_files(folder: Path) -> str:
+    """The case id from the files' prefix (``<id>_t1ce.nii.gz`` or ``<id>-t1c.nii.gz``), not the folder."""
+    folder = Path(folder)
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        name = p.name
+        for ext in (".nii.gz", ".nii"):
+            if not name.endswith(ext):
+                continue
+            stem = name[: -len(ext)]
+            if stem.endswith("_t1ce"):
+                return stem[: -len("_t1ce")]
+            if stem.endswith("-t1c"):
+                return stem[: -len("-t1c")]
+    raise InputError(folder, "no T1Gd image (<id>_t1ce.nii.gz or <id>-t1c.nii.gz) found in case folder")
+
+
+def discover_case(folder: str | Path, case_id: str | None = None, require_all: bool = True) -> Case:
+    """Find a BraTS-layout case in ``folder`` (2019 ``_t1ce`` or 2023 ``-t1c`` names).
+
+    The label convention of ``seg`` follows the naming: 2023 names imply ET = 3.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "case folder not found")
+    cid = case_id or case_id_from_files(folder)
+    images: dict[str, Path] = {}
+    is_2023 = False
+    for mod in MODALITIES:
+        p = _find(folder, [f"{cid}_{mod}"])
+        if p is None:
+            p = _find(folder, [f"{cid}-{BRATS2023_NAMES[mod]}"])
+            is_2023 = is_2023 or p is not None
+        if p is None:
+            if require_all:
+                raise InputError(folder / f"{cid}_{mod}.nii.gz", f"modality {mod} missing for case {cid}")
+            continue
+        images[mod] = p
+    seg = _find(folder, [f"{cid}_seg", f"{cid}-seg"])
+    return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats")
+
+
+def discover_cases(root: str | Path) -> list[Case]:
+    """Every case folder directly below ``root`` (sorted); a folder that is not a case is skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "folder not found")
+    cases = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            cases.append(discover_case(sub))
+        except InputError:
+            continue
+    if not cases:
+        raise InputError(root, "no BraTS-layout case folders found")
+    return cases
+
+
+# --------------------------------------------------------------------------- samplesheets
+
+SAMPLESHEET_IMAGE_COLUMNS = list(MODALITIES)
+SAMPLESHEET_OPTIONAL = ["seg", "space", "label_convention", "dicom_dir"]
+
+
+class SamplesheetError(InputError):
+    """A schema error in the samplesheet: stops the whole run before it starts."""
+
+
+@dataclass
+class SampleRow:
+    """One validated samplesheet row; ``problems`` lists per-case file problems (missing files)."""
+
+    case_id: str
+    images: dict[str, Path]
+    dicom_dir: Path | None
+    seg: Path | None
+    space: str
+    label_convention: str
+    problems: list[str] = field(default_factory=list)
+
+    def to_case(self) -> Case:
+        return Case(self.case_id, dict(self.images), self.seg, self.label_convention, self.space,
+                    {"dicom_dir": self.dicom_dir})
+
+
+def _cell(row: pd.Series, col: str) -> str:
+    if col not in row.index:
+        return ""
+    v = row[col]
+    return "" if pd.isna(v) else str(v).strip()
+
+
+def read_samplesheet(path: str | Path) -> list[SampleRow]:
+    """Parse and validate a samplesheet CSV (nf-core style, see DESIGN).
+
+    Schema errors (missing columns, duplicate ids, bad values) raise SamplesheetError naming the
+    row and column. Missing files do not: they are listed in the row's ``problems`` so that only
+    that case fails. Relative paths resolve against the samplesheet's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SamplesheetError(path, "samplesheet not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:
+        raise SamplesheetError(path, f"not a readable CSV ({exc})") from None
+    df.columns = [c.strip() for c in df.columns]
+    cols = set(df.columns)
+    if "case_id" not in cols:
+        raise SamplesheetError(path, "missing column 'case_id'")
+    has_images = any(c in cols for c in SAMPLESHEET_IMAGE_COLUMNS)
+    if not has_images and "dicom_dir" not in cols:
+        raise SamplesheetError(path, "needs columns t1,t1ce,t2,flair or dicom_dir")
+    if has_images:
+        missing = [c for c in SAMPLESHEET_IMAGE_COLUMNS if c not in cols]
+        if missing:
+            raise SamplesheetError(path, f"missing column(s) {','.join(missing)} (all of t1,t1ce,t2,flair are needed)")
+    known = {"case_id", *SAMPLESHEET_IMAGE_COLUMNS, *SAMPLESHEET_OPTIONAL}
+    unknown = sorted(cols - known)
+    if unknown:
+        raise SamplesheetError(path, f"unknown column(s) {','.join(unknown)}")
+    if df.empty:
+        raise SamplesheetError(path, "samplesheet has no rows")
+    base = path.parent
+    seen: dict[str, int] = {}
+    rows: list[SampleRow] = []
+    for i, row in df.iterrows():
+        line = int(i) + 2  # header is line 1
+        where = f"row {line}"
+        cid = _cell(row, "case_id")
+        if not cid:
+            raise SamplesheetError(path, f"{where}, column case_id: empty case_id")
+        if not all(ch.isalnum() or ch in "-_." for ch in cid):
+            raise SamplesheetError(path, f"{where}, column case_id: {cid!r} may contain only letters, digits, '-', '_', '.'")
+        if cid in seen:
+            raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r} (first on row {seen[cid]})")
+        seen[cid] = line
+        space = _cell(row, "space") or "native"
+        if space not in ("native", "brats"):
+            raise SamplesheetError(path, f"{where}, column space: {space!r} is not 'native' or 'brats'")
+        conv = _cell(row, "label_convention") or "2019"
+        if conv not in ("2019", "2023"):
+            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not 2019 or 2023")
+        values = {m: _cell(row, m) for m in SAMPLESHEET_IMAGE_COLUMNS}
+        dicom = _cell(row, "dicom_dir")
+        given = [m for m, v in values.items() if v]
+        if dicom and given:
+            raise SamplesheetError(path, f"{where}, column dicom_dir: give either dicom_dir or t1,t1ce,t2,flair, not both")
+        if not dicom and len(given) != 4:
+            absent = [m for m in SAMPLESHEET_IMAGE_COLUMNS if not values[m]]
+            raise SamplesheetError(path, f"{where}, column {absent[0]}: empty (each row needs t1,t1ce,t2,flair or dicom_dir)")
+        if dicom and space == "brats":
+            raise SamplesheetError(path, f"{where}, column space: a dicom_dir row cannot be in BraTS space")
+
+        def resolve(v: str) -> Path:
+            p = Path(v).expanduser()
+            return p if p.is_absolute() else (base / p)
+
+        problems = []
+        images = {m: resolve(v) for m, v in values.items() if v}
+        for m, p in images.items():
+            if not p.exists():
+                problems.append(f"{p}: {m} file not found")
+        dicom_path = resolve(dicom) if dicom else None
+        if dicom_path is not None and not dicom_path.is_dir():
+            problems.append(f"{dicom_path}: DICOM folder not found")
+        seg = resolve(_cell(row, "seg")) if _cell(row, "seg") else None
+        if seg is not None and not seg.exists():
+            problems.append(f"{seg}: seg file not found")
+        rows.append(SampleRow(cid, images, dicom_path, seg, space, conv, problems))
+    return rows

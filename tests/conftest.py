@@ -1,0 +1,50 @@
+"""Shared fixtures: the real-data path, small phantoms, and a CLI runner.
+
+Heavy fixtures (a trained tiny model) are session-scoped so the suite trains once.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path:
+    """The shared real test data: $GLIOCASCADE_TEST_DATA, default ../shared/data from the project root."""
+    return Path(os.environ.get("GLIOCASCADE_TEST_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Real data folder; tests using it skip with the reason when it is absent."""
+    d = real_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"real test data not found at {d} (set GLIOCASCADE_TEST_DATA)")
+    return d
+
+
+@pytest.fixture
+def cli():
+    """Invoke the click CLI in-process; returns the click Result."""
+    from gliocascade.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def small_phantoms(tmp_path_factory) -> Path:
+    """Four 64x64x48 phantoms (seeds 0-3) in BraTS layout, written once per session."""
+    from gliocascade.phantom import write_phantoms
+
+    out = tmp_path_factory.mktemp("phantoms_small")
+    write_phantoms(out, n=4, seed=0, shape=(64, 64, 48))
+    return out
