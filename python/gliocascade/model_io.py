@@ -1,0 +1,174 @@
+"""Model folders: ``model.json`` + ``checkpoint.pt`` + ``snapshots/NNN.pt``, loaded without unpickling.
+
+Everything inference needs (config, label convention, data split, data card, weight hashes,
+optional ET threshold) lives in ``model.json``; weights are read with
+``torch.load(weights_only=True)`` and checked against their sha256 first, so a model folder from
+elsewhere can never execute code or silently load the wrong weights.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .configs import _finish, network_keys
+from .errors import InputError
+from .io import atomic_path
+from .provenance import sha256_file
+
+MODEL_JSON = "model.json"
+CHECKPOINT = "checkpoint.pt"
+SNAPSHOT_DIR = "snapshots"
+FORMAT = "gliocascade-model"
+# Keys of the data card that model.json keeps at its top level.
+TOP_LEVEL_CARD_KEYS = ("label_convention", "split", "et_threshold")
+
+
+@dataclass
+class LoadedModel:
+    """A model folder ready for inference: its model.json, config and eval-mode networks."""
+
+    card: dict[str, Any]
+    config: dict[str, Any]
+    networks: list[nn.Module]
+    folder: Path
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _tensor_state(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Wrap a bare state dict as ``{"model": ...}`` and stamp the network config as plain JSON text."""
+    out = dict(state) if "model" in state else {"model": dict(state)}
+    out["network_config"] = json.dumps(network_keys(config), sort_keys=True)
+    return out
+
+
+def save_weights(path: str | Path, state: dict[str, Any], config: dict[str, Any]) -> Path:
+    """Write a weights file atomically (tensors and plain values only) and return its path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(_tensor_state(state, config), tmp)
+    return path
+
+
+def load_weights(path: str | Path, config: dict[str, Any] | None = None,
+                 map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a weights file with ``weights_only=True``; refuse pickled objects, corruption, other configs."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "weights file not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"refused: not a plain tensor checkpoint ({first})") from None
+    except Exception as exc:  # zip/stream errors of truncated or corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"corrupt or unreadable checkpoint ({type(exc).__name__}: {first})") from None
+    if not isinstance(state, dict) or "model" not in state or "network_config" not in state:
+        raise InputError(path, "not a gliocascade checkpoint (no model weights or network config)")
+    if config is not None:
+        want = network_keys(config)
+        try:
+            have = json.loads(state["network_config"])
+        except (TypeError, ValueError):
+            raise InputError(path, "checkpoint's network config is unreadable") from None
+        if have != want:
+            diff = sorted(k for k in want if have.get(k) != want[k])
+            raise InputError(path, f"checkpoint was made for another config (differs in {', '.join(diff)})")
+    return state
+
+
+def write_model_json(folder: str | Path, config: dict[str, Any], card: dict[str, Any],
+                     checkpoint: str | None, snapshots: list[str]) -> Path:
+    """(Re)write model.json atomically with the sha256 of every weight file named."""
+    folder = Path(folder)
+    card = dict(card)
+    doc: dict[str, Any] = {"format": FORMAT, "format_version": 1, "gliocascade_version": __version__,
+                           "config": config, "label_convention": str(card.pop("label_convention", "2019")),
+                           "split": card.pop("split", None)}
+    if card.get("et_threshold") is not None:
+        doc["et_threshold"] = int(card.pop("et_threshold"))
+    card.pop("et_threshold", None)
+    doc["data_card"] = card
+    files = ([checkpoint] if checkpoint else []) + list(snapshots)
+    doc["checkpoint"] = checkpoint
+    doc["snapshots"] = list(snapshots)
+    doc["sha256"] = {rel: sha256_file(folder / rel) for rel in files}
+    with atomic_path(folder / MODEL_JSON) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    return folder / MODEL_JSON
+
+
+def write_model_folder(folder: str | Path, config: dict[str, Any], checkpoint_state: dict[str, Any],
+                       snapshot_states: list[dict[str, Any]], card: dict[str, Any]) -> Path:
+    """Write a complete model folder; states are dicts with a ``model`` state dict (or bare state dicts)."""
+    folder = Path(folder)
+    (folder / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+    save_weights(folder / CHECKPOINT, checkpoint_state, config)
+    snaps = []
+    for i, st in enumerate(snapshot_states):
+        rel = f"{SNAPSHOT_DIR}/{i:03d}.pt"
+        save_weights(folder / rel, st, config)
+        snaps.append(rel)
+    write_model_json(folder, config, card, CHECKPOINT, snaps)
+    return folder
+
+
+def read_model_json(folder: str | Path) -> dict[str, Any]:
+    """Parse and check a folder's model.json."""
+    folder = Path(folder)
+    path = folder / MODEL_JSON
+    if not folder.is_dir():
+        raise InputError(folder, "model folder not found")
+    if not path.is_file():
+        raise InputError(path, "not a model folder: model.json missing")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable model.json ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "config" not in doc or "sha256" not in doc:
+        raise InputError(path, "not a gliocascade model.json (format, config or sha256 missing)")
+    return doc
+
+
+def load_model(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model folder: hashes checked, weights-only loading, snapshots in order (else the checkpoint)."""
+    from .networks import build_cascade
+
+    folder = Path(folder)
+    doc = read_model_json(folder)
+    config = _finish(dict(doc["config"]), folder / MODEL_JSON)
+    dev = resolve_device(device)
+    names = list(doc.get("snapshots") or []) or ([doc["checkpoint"]] if doc.get("checkpoint") else [])
+    if not names:
+        raise InputError(folder / MODEL_JSON, "model.json names no weight files")
+    networks = []
+    for rel in names:
+        path = folder / rel
+        want = doc["sha256"].get(rel)
+        if want is None:
+            raise InputError(folder / MODEL_JSON, f"no sha256 recorded for {rel}")
+        if not path.is_file():
+            raise InputError(path, "weights file listed in model.json is missing")
+        if sha256_file(path) != want:
+            raise InputError(path, "sha256 does not match model.json (file changed or corrupt)")
+        state = load_weights(path, config, map_location="cpu")
+        net = build_cascade(config)
+        try:
+            net.load_state_dict(state["model"], strict=True)
+        except RuntimeError as exc:
+            raise InputError(path, f"weights do not fit the config ({str(exc).splitlines()[0]})") from None
+        networks.append(net.to(dev).eval())
+    return LoadedModel(card=doc, config=config, networks=networks, folder=folder)
