@@ -1,0 +1,193 @@
+"""`gliocascade run` and `gliocascade demo`: the one-machine chain without a workflow engine.
+
+Everything that can stop the whole run (the samplesheet schema, the model folders, the atlas) is
+checked before any output is written (exit 2). Then cases run in a pool of worker processes, each
+isolated: one case's failure is recorded and reported, the others finish (exit 1). Steps whose
+outputs exist are skipped, so a rerun resumes where the last one stopped (see `steps.py`).
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .io import SampleRow, atomic_path, read_samplesheet
+from .steps import CaseResult, RunOptions, case_paths, process_case
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- checks before starting
+
+def load_samplesheet(path: Path) -> list[SampleRow]:
+    """The sheet's rows, checked by the schema (as Nextflow checks it) and by `io.read_samplesheet`."""
+    from .samplesheet_schema import validate_samplesheet
+
+    validate_samplesheet(path)
+    return read_samplesheet(path)
+
+
+def check_models(models: list[Path]) -> int:
+    """Load every model folder once (hash checks) and return the agreed ET threshold (0 if none)."""
+    from .model_io import load_model
+    from .postprocess import threshold_from_models
+
+    if not models:
+        raise InputError(None, "at least one --model folder is needed")
+    for folder in models:
+        load_model(folder, device="cpu")
+    threshold = threshold_from_models(models)
+    return int(threshold or 0)
+
+
+def check_atlas(rows: list[SampleRow], atlas: Path | None) -> None:
+    """Native-space rows need the atlas: a missing one stops the run before it starts."""
+    if any(r.space == "native" for r in rows):
+        from .atlas import locate_atlas
+
+        locate_atlas(atlas)
+
+
+def worker_threads(workers: int, cores: int | None = None) -> int:
+    """Torch threads per worker: the machine's cores shared out, at least one each."""
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+    return max(1, int(cores) // max(1, int(workers)))
+
+
+def _init_worker(threads: int) -> None:
+    """Pool initializer: limit the worker's torch threads before any work."""
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+# --------------------------------------------------------------------------- running the cases
+
+def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int) -> list[CaseResult]:
+    """Process every row in a pool of ``workers`` processes (spawned: safe after torch has run)."""
+    from tqdm import tqdm
+
+    results: dict[str, CaseResult] = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(rows)), mp_context=ctx,
+                             initializer=_init_worker, initargs=(opts.threads,)) as pool:
+        futures = {pool.submit(process_case, row, opts): row.case_id for row in rows}
+        with tqdm(total=len(futures), desc="cases", unit="case", disable=None) as bar:
+            for fut in as_completed(futures):
+                cid = futures[fut]
+                try:
+                    res = fut.result()
+                except BrokenProcessPool as exc:
+                    res = CaseResult(cid, ok=False, failed_step="worker",
+                                     message=f"worker process died ({exc})")
+                except Exception as exc:  # pickling and similar pool errors fail the case only
+                    res = CaseResult(cid, ok=False, failed_step="worker", message=f"{type(exc).__name__}: {exc}")
+                results[cid] = res
+                _log_result(res)
+                bar.update(1)
+    return [results[r.case_id] for r in rows]
+
+
+def _log_result(res: CaseResult) -> None:
+    if res.ok:
+        log.info("%s: done in %.1f s (ran: %s; skipped: %s)", res.case_id, res.seconds,
+                 ",".join(res.ran) or "-", ",".join(res.skipped) or "-")
+    else:
+        log.error("%s: FAILED at %s: %s", res.case_id, res.failed_step, res.message)
+
+
+# --------------------------------------------------------------------------- the report
+
+def _failures_csv(failures: list[CaseResult]) -> str:
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["case_id", "step", "message"])
+    for f in failures:
+        writer.writerow([f.case_id, f.failed_step, f.message])
+    return buf.getvalue()
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Write ``text`` atomically unless the file already holds exactly it (keeps resumed runs untouched)."""
+    if path.is_file() and path.read_text() == text:
+        return False
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return True
+
+
+def write_report(out: Path, results: list[CaseResult]) -> Path:
+    """OUT/report/: failures.csv and the cohort report; rebuilt only when its inputs changed."""
+    from .report import build_report
+
+    report_dir = out / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    failures = [r for r in results if not r.ok]
+    _write_if_changed(report_dir / "failures.csv", _failures_csv(failures))
+    metrics = [case_paths(out, r.case_id).metrics for r in results if r.ok]
+    inputs = {"metrics": {str(m): os.stat(m).st_mtime_ns for m in metrics},
+              "failures": [[f.case_id, f.failed_step, f.message] for f in failures]}
+    manifest = report_dir / "report_inputs.json"
+    text = json.dumps(inputs, indent=1, sort_keys=True) + "\n"
+    complete = (report_dir / "report.html").is_file() and (report_dir / "cohort_metrics.csv").is_file()
+    if complete and manifest.is_file() and manifest.read_text() == text:
+        log.info("report: inputs unchanged, skipped")
+        return report_dir
+    if manifest.exists():
+        manifest.unlink()  # stale until the new report is complete
+    build_report(metrics, report_dir, out, failures=[(f.case_id, f"{f.failed_step}: {f.message}") for f in failures])
+    _write_if_changed(manifest, text)
+    return report_dir
+
+
+# --------------------------------------------------------------------------- commands
+
+def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int = 1, tta: int = 8,
+                 device: str = "auto", atlas: Path | None = None, label_convention: str = "2019") -> list[CaseResult]:
+    """Check everything global, run all cases, write the report; returns each case's result."""
+    rows = load_samplesheet(Path(samplesheet))
+    models = [Path(m) for m in models]
+    threshold = check_models(models)
+    check_atlas(rows, atlas)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,
+                      atlas=atlas, label_convention=str(label_convention), et_threshold=threshold,
+                      threads=worker_threads(workers))
+    log.info("run: %d case(s), %d worker(s) x %d thread(s), ET threshold %d voxels", len(rows), workers,
+             opts.threads, threshold)
+    results = run_cases(rows, opts, workers)
+    write_report(out, results)
+    return results
+
+
+def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
+                device: str = "auto", atlas: Path | None = None, label_convention: str = "2019") -> int:
+    """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError)."""
+    results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention)
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        log.error("failed case %s (%s): %s", r.case_id, r.failed_step, r.message)
+    log.info("run: %d of %d case(s) succeeded; report in %s", len(results) - len(failed), len(results),
+             Path(out) / "report")
+    return 1 if failed else 0
+
+
+def demo_command(out: Path, quick: bool = False, workers: int = 2) -> int:
+    """CLI body of `gliocascade demo` (see `demo.py`)."""
+    from .demo import run_demo
+
+    return run_demo(Path(out), quick=quick, workers=workers)

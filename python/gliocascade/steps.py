@@ -1,0 +1,304 @@
+"""The per-case chain of `gliocascade run`: convert -> preprocess -> predict -> postprocess -> evaluate.
+
+Each step writes into a staging folder inside the case folder and moves its outputs into place only
+when it succeeded, the completion marker (the step's main output) last. So an output that exists is
+complete, a rerun skips every step whose outputs exist (resume), and a failed or killed step leaves
+nothing of itself behind. Steps call the other modules' functions, never re-implement them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError
+from .io import MODALITIES, SampleRow
+
+log = logging.getLogger(__name__)
+
+STEPS = ("convert", "preprocess", "predict", "postprocess", "evaluate")
+
+
+@dataclass
+class RunOptions:
+    """What every case of one run shares (picklable: sent to the worker processes)."""
+
+    models: list[Path]
+    out: Path
+    tta: int = 8
+    device: str = "auto"
+    atlas: Path | None = None
+    label_convention: str = "2019"
+    et_threshold: int = 0
+    threads: int = 1
+
+
+@dataclass
+class CaseResult:
+    """How one case went: which steps ran or were skipped, and the failure if any."""
+
+    case_id: str
+    ok: bool
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed_step: str | None = None
+    message: str | None = None
+    seconds: float = 0.0
+
+
+class StepFailed(Exception):
+    """A step of one case failed; carries the step name and a one-line message."""
+
+    def __init__(self, step: str, message: str):
+        self.step, self.message = step, message
+        super().__init__(f"{step}: {message}")
+
+
+@dataclass
+class CasePaths:
+    """Where each step of one case writes (the DESIGN output tree)."""
+
+    root: Path
+    case_id: str
+
+    @property
+    def converted(self) -> Path:
+        return self.root / "converted"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "preprocessed"
+
+    @property
+    def transforms(self) -> Path:
+        return self.preprocessed / "transforms"
+
+    @property
+    def pred(self) -> Path:
+        return self.root / f"{self.case_id}_pred.nii.gz"
+
+    @property
+    def seg(self) -> Path:
+        return self.root / f"{self.case_id}_seg.nii.gz"
+
+    @property
+    def seg_native(self) -> Path:
+        return self.root / f"{self.case_id}_seg_native.nii.gz"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / f"{self.case_id}_metrics.csv"
+
+    def staging(self, step: str) -> Path:
+        return self.root / f".partial-{step}"
+
+
+def case_paths(out: Path, case_id: str) -> CasePaths:
+    """The output paths of ``case_id`` under the run folder ``out``."""
+    return CasePaths(Path(out) / case_id, case_id)
+
+
+# --------------------------------------------------------------------------- staging
+
+def _fresh_staging(paths: CasePaths, step: str) -> Path:
+    """An empty staging folder for ``step`` (a leftover of a killed run is discarded)."""
+    stage = paths.staging(step)
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def _publish_files(stage: Path, dest: Path, last: str) -> list[Path]:
+    """Move every file of ``stage`` into ``dest``; the file named ``last`` goes last (it marks completion)."""
+    names = sorted(p.name for p in stage.iterdir() if p.is_file())
+    order = [n for n in names if n != last] + ([last] if last in names else [])
+    if last not in names:
+        raise StepFailed("publish", f"{stage / last}: expected output was not written")
+    moved = []
+    for name in order:
+        os.replace(stage / name, dest / name)
+        moved.append(dest / name)
+    return moved
+
+
+def _publish_folder(stage: Path, dest: Path) -> None:
+    """Rename the finished staging folder to its final name (one atomic rename)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(stage, dest)
+
+
+# --------------------------------------------------------------------------- the steps
+
+def _is_series_folder(path: Path) -> bool:
+    return Path(path).is_dir()
+
+
+def needs_convert(row: SampleRow) -> bool:
+    """DICOM rows: a study folder, or modality columns that name series folders."""
+    return row.dicom_dir is not None or any(_is_series_folder(p) for p in row.images.values())
+
+
+def _modality_files(folder: Path, case_id: str) -> dict[str, Path]:
+    return {m: folder / f"{case_id}_{m}.nii.gz" for m in MODALITIES}
+
+
+def step_convert(row: SampleRow, paths: CasePaths, opts: RunOptions) -> dict[str, Path]:
+    """DICOM -> OUT/<id>/converted/<id>_{t1,t1ce,t2,flair}.nii.gz (with series.csv and sidecars)."""
+    from . import dicom
+
+    series = {m: p for m, p in row.images.items() if _is_series_folder(p)}
+    nifti = {m: p for m, p in row.images.items() if not _is_series_folder(p)}
+    stage = _fresh_staging(paths, "convert")
+    dicom.convert_command(dicom=row.dicom_dir, out=stage, case_id=row.case_id, t1=series.get("t1"),
+                          t1ce=series.get("t1ce"), t2=series.get("t2"), flair=series.get("flair"))
+    _publish_folder(stage, paths.converted)
+    files = _modality_files(paths.converted, row.case_id)
+    files.update(nifti)  # modalities given as NIfTI next to series folders stay as they are
+    return files
+
+
+def step_preprocess(images: dict[str, Path], paths: CasePaths, opts: RunOptions) -> None:
+    """Native images -> OUT/<id>/preprocessed/ (BraTS space, brain mask, transforms back)."""
+    from . import preprocess
+
+    stage = _fresh_staging(paths, "preprocess")
+    preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
+                                  case_id=paths.case_id, out=stage, atlas=opts.atlas, backend="simpleitk",
+                                  affine=False, n4=False, skull_strip="atlas", threads=opts.threads)
+    _publish_folder(stage, paths.preprocessed)
+
+
+def step_predict(images: dict[str, Path], brainmask: Path | None, paths: CasePaths, opts: RunOptions) -> None:
+    """-> OUT/<id>/<id>_pred.nii.gz (+ provenance_predict.json)."""
+    from .predict import predict_case
+
+    stage = _fresh_staging(paths, "predict")
+    predict_case(images=images, case_id=paths.case_id, models=loaded_models(opts.models), out_dir=stage,
+                 tta=opts.tta, device=opts.device, brainmask=brainmask, save_probabilities=False,
+                 label_convention=opts.label_convention)
+    _publish_files(stage, paths.root, paths.pred.name)
+
+
+def step_postprocess(paths: CasePaths, opts: RunOptions, native: bool) -> None:
+    """-> OUT/<id>/<id>_seg.nii.gz (+ _seg_native.nii.gz when the case has transforms)."""
+    from .postprocess import postprocess_labels
+
+    stage = _fresh_staging(paths, "postprocess")
+    postprocess_labels(pred=paths.pred, out=stage / paths.seg.name, et_threshold=opts.et_threshold,
+                       native_transforms=paths.transforms if native else None,
+                       label_convention=opts.label_convention)
+    _publish_files(stage, paths.root, paths.seg.name)
+
+
+def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
+    """-> OUT/<id>/<id>_metrics.csv (metrics with ground truth, volumes only without)."""
+    from .metrics import evaluate_command
+
+    stage = _fresh_staging(paths, "evaluate")
+    code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
+                            pred_labels=opts.label_convention, gt_labels=row.label_convention)
+    if code:
+        raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
+    _publish_files(stage, paths.root, paths.metrics.name)
+
+
+# --------------------------------------------------------------------------- models (once per process)
+
+_MODEL_CACHE: dict[tuple[str, ...], list[Any]] = {}
+
+
+def loaded_models(folders: list[Path]) -> list[Any]:
+    """The model folders loaded once per worker process (hash-checked by model_io)."""
+    from .model_io import load_model
+
+    key = tuple(str(Path(f).resolve()) for f in folders)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = [load_model(f, device="cpu") for f in folders]
+    return _MODEL_CACHE[key]
+
+
+# --------------------------------------------------------------------------- the chain
+
+def _step(result: CaseResult, name: str, done: bool, action: Callable[[], Any]) -> Any:
+    """Run ``action`` unless ``done``; record it; turn any error into StepFailed(name, one line)."""
+    if done:
+        result.skipped.append(name)
+        return None
+    try:
+        value = action()
+    except StepFailed as exc:
+        raise StepFailed(name, exc.message) from exc
+    except InputError as exc:
+        raise StepFailed(name, str(exc)) from exc
+    except Exception as exc:  # any bug or library error fails this case only
+        log.debug("%s", traceback.format_exc())
+        raise StepFailed(name, f"{type(exc).__name__}: {exc}") from exc
+    result.ran.append(name)
+    return value
+
+
+def _cleanup_after_failure(paths: CasePaths, step: str) -> None:
+    """Remove the failed step's staging folder, and the case folder if nothing else is in it."""
+    shutil.rmtree(paths.staging(step), ignore_errors=True)
+    try:
+        if paths.root.is_dir() and not any(paths.root.iterdir()):
+            paths.root.rmdir()
+    except OSError:
+        pass
+
+
+def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
+    """Run every step of one case that has not run yet; never raises (the failure is in the result)."""
+    t0 = time.time()
+    paths = case_paths(opts.out, row.case_id)
+    result = CaseResult(row.case_id, ok=False)
+    step = "inputs"
+    try:
+        if row.problems:
+            raise StepFailed("inputs", "; ".join(row.problems))
+        paths.root.mkdir(parents=True, exist_ok=True)
+        images = dict(row.images)
+        if needs_convert(row):
+            step = "convert"
+            done = all(p.exists() for p in _modality_files(paths.converted, row.case_id).values())
+            converted = _step(result, step, done, lambda: step_convert(row, paths, opts))
+            images = converted or {**_modality_files(paths.converted, row.case_id),
+                                   **{m: p for m, p in row.images.items() if not _is_series_folder(p)}}
+        native = row.space == "native"
+        brainmask = None
+        if native:
+            step = "preprocess"
+            pre = _modality_files(paths.preprocessed, row.case_id)
+            done = all(p.exists() for p in pre.values())
+            src = images
+            _step(result, step, done, lambda: step_preprocess(src, paths, opts))
+            images = pre
+            mask = paths.preprocessed / f"{row.case_id}_brainmask.nii.gz"
+            brainmask = mask if mask.exists() else None
+        has_transforms = native and (paths.transforms / "brats_to_native.tfm").exists()
+        step = "predict"
+        _step(result, step, paths.pred.exists(), lambda: step_predict(images, brainmask, paths, opts))
+        step = "postprocess"
+        done = paths.seg.exists() and (paths.seg_native.exists() or not has_transforms)
+        _step(result, step, done, lambda: step_postprocess(paths, opts, has_transforms))
+        step = "evaluate"
+        _step(result, step, paths.metrics.exists(), lambda: step_evaluate(row, paths, opts))
+        result.ok = True
+    except StepFailed as exc:
+        result.failed_step, result.message = exc.step, exc.message
+        _cleanup_after_failure(paths, step)
+    except BaseException as exc:  # KeyboardInterrupt in a worker: leave nothing half-done, re-raise
+        _cleanup_after_failure(paths, step)
+        if isinstance(exc, Exception):
+            result.failed_step, result.message = step, f"{type(exc).__name__}: {exc}"
+        else:
+            raise
+    result.seconds = round(time.time() - t0, 3)
+    return result
