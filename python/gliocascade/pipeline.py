@@ -66,6 +66,16 @@ def worker_threads(workers: int, cores: int | None = None) -> int:
     return max(1, int(cores) // max(1, int(workers)))
 
 
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """The fork-server start method where the platform has it, else spawn."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "gliocascade.steps", "gliocascade.predict",
+                                    "gliocascade.postprocess", "gliocascade.metrics"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _init_worker(threads: int) -> None:
     """Pool initializer: limit the worker's torch threads before any work."""
     import torch
@@ -77,11 +87,15 @@ def _init_worker(threads: int) -> None:
 # --------------------------------------------------------------------------- running the cases
 
 def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int) -> list[CaseResult]:
-    """Process every row in a pool of ``workers`` processes (spawned: safe after torch has run)."""
+    """Process every row in a pool of ``workers`` processes.
+
+    Workers come from a fork server that imported torch and the steps once (fast starts, and safe
+    even when this process already ran torch: forking a process with live thread pools is not).
+    """
     from tqdm import tqdm
 
     results: dict[str, CaseResult] = {}
-    ctx = multiprocessing.get_context("spawn")
+    ctx = _pool_context()
     with ProcessPoolExecutor(max_workers=min(workers, len(rows)), mp_context=ctx,
                              initializer=_init_worker, initargs=(opts.threads,)) as pool:
         futures = {pool.submit(process_case, row, opts): row.case_id for row in rows}

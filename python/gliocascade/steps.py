@@ -124,6 +124,7 @@ def _publish_files(stage: Path, dest: Path, last: str) -> list[Path]:
     for name in order:
         os.replace(stage / name, dest / name)
         moved.append(dest / name)
+    shutil.rmtree(stage)
     return moved
 
 

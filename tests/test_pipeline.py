@@ -1,0 +1,99 @@
+"""The orchestration of `run` on its own: worker pool, per-case isolation, staged steps, resume.
+
+These tests start from cases whose prediction already exists (a resumed run), so the real
+postprocess and evaluate steps run in real worker processes without needing a trained model.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gliocascade.io import SampleRow
+from gliocascade.phantom import write_phantoms
+from gliocascade.pipeline import run_cases, worker_threads
+from gliocascade.steps import RunOptions, case_paths, process_case
+
+
+def _row(case: Path, space: str = "brats") -> SampleRow:
+    cid = case.name
+    images = {m: case / f"{cid}_{m}.nii.gz" for m in ("t1", "t1ce", "t2", "flair")}
+    return SampleRow(cid, images, None, case / f"{cid}_seg.nii.gz", space, "2019", [])
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime_ns) of every file below ``folder``: equal snapshots = nothing rewritten."""
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("cores,workers,expected", [(2, 1, 2), (2, 2, 1), (2, 4, 1), (16, 3, 5)])
+def test_worker_threads_share_the_cores(cores, workers, expected):
+    assert worker_threads(workers, cores) == expected
+
+
+@pytest.fixture
+def resumed_run(tmp_path):
+    """Three phantoms whose `predict` step already ran (pred = ground truth); case 1's pred is corrupt."""
+    cases = write_phantoms(tmp_path / "cases", n=3, seed=40, shape=(32, 32, 32))
+    out = tmp_path / "out"
+    for i, case in enumerate(cases):
+        paths = case_paths(out, case.name)
+        paths.root.mkdir(parents=True)
+        shutil.copy(case / f"{case.name}_seg.nii.gz", paths.pred)
+        if i == 1:
+            data = paths.pred.read_bytes()
+            paths.pred.write_bytes(data[: len(data) // 2])  # truncated gzip
+    opts = RunOptions(models=[tmp_path / "unused_model"], out=out, tta=1, device="cpu", threads=1)
+    return [_row(c) for c in cases], opts
+
+
+def test_pool_isolates_a_failing_case_and_resumes(resumed_run):
+    rows, opts = resumed_run
+    results = run_cases(rows, opts, workers=2)
+    good, bad = [results[0], results[2]], results[1]
+    for res in good:
+        assert res.ok, res.message
+        assert res.skipped == ["predict"] and res.ran == ["postprocess", "evaluate"]
+        with open(case_paths(opts.out, res.case_id).metrics, newline="") as fh:
+            row = next(csv.DictReader(fh))
+        assert row["case_id"] == res.case_id
+        assert float(row["dice_WT"]) == 1.0 and float(row["dice_ET"]) == 1.0
+    assert not bad.ok and bad.failed_step == "postprocess"
+    bad_paths = case_paths(opts.out, bad.case_id)
+    assert str(bad_paths.pred) in bad.message  # the message names the broken file
+    # The failed step left nothing: no staging folder, no seg, no metrics; the earlier step's output stays.
+    assert sorted(p.name for p in bad_paths.root.iterdir()) == [bad_paths.pred.name]
+
+    before = _snapshot(opts.out)
+    again = run_cases(rows, opts, workers=2)
+    for res in (again[0], again[2]):
+        assert res.ok and res.ran == [] and res.skipped == ["predict", "postprocess", "evaluate"]
+    assert not again[1].ok and again[1].failed_step == "postprocess"
+    assert _snapshot(opts.out) == before
+
+
+def test_killed_step_leftovers_are_discarded(resumed_run):
+    """A staging folder left by a killed run is not mistaken for output and is replaced."""
+    rows, opts = resumed_run
+    paths = case_paths(opts.out, rows[0].case_id)
+    stale = paths.staging("postprocess")
+    stale.mkdir()
+    (stale / paths.seg.name).write_bytes(b"half-written")
+    res = process_case(rows[0], opts)
+    assert res.ok and "postprocess" in res.ran
+    assert not stale.exists()
+    with gzip.open(paths.seg) as fh:  # the published seg is a complete gzip stream
+        fh.read()
+
+
+def test_missing_input_fails_the_case_without_any_output(tmp_path):
+    row = SampleRow("lost", {m: tmp_path / f"lost_{m}.nii.gz" for m in ("t1", "t1ce", "t2", "flair")},
+                    None, None, "brats", "2019", [f"{tmp_path}/lost_t1.nii.gz: t1 file not found"])
+    opts = RunOptions(models=[tmp_path / "m"], out=tmp_path / "out", tta=1, device="cpu")
+    res = process_case(row, opts)
+    assert not res.ok and res.failed_step == "inputs" and "t1 file not found" in res.message
+    assert not (tmp_path / "out" / "lost").exists()
