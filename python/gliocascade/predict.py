@@ -1,0 +1,215 @@
+"""`gliocascade predict`: whole-brain inference of one case (or a folder of cases) with flip TTA.
+
+Reads the four modalities, z-scores them with the one shared normalisation, crops to the brain,
+runs the cascade with the paper's snapshot/flip pairing and every model folder given, thresholds
+the averaged region probabilities at 0.5, and writes labels on the input grid with its header.
+Everything is read and checked before anything is written, so bad input leaves no output.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from .errors import InputError
+from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
+from .io import MODALITIES, atomic_path, check_same_grid, discover_case, discover_cases, load_nifti, read_image
+from .labels import regions_to_labels
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CaseInput:
+    """The checked inputs of one case: (4, X, Y, Z) float32 images, optional brain mask, reference header."""
+
+    case_id: str
+    images: np.ndarray
+    mask: np.ndarray | None
+    reference: nib.Nifti1Image
+    paths: dict[str, Path]
+
+
+def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = None) -> CaseInput:
+    """Read the four modalities (and brain mask), refusing missing files, NaNs and differing grids."""
+    missing = [m for m in MODALITIES if m not in images]
+    if missing:
+        raise InputError(None, f"case {case_id}: modality {missing[0]} missing")
+    ref_path = Path(images["t1ce"])
+    ref_img = load_nifti(ref_path)
+    ref = read_image(ref_path)
+    arrays = []
+    for mod in MODALITIES:
+        arr, aff = ref if mod == "t1ce" else read_image(images[mod])
+        check_same_grid(ref_path, ref, images[mod], (arr, aff))
+        arrays.append(arr)
+    mask = None
+    if brainmask is not None:
+        m, aff = read_image(brainmask)
+        check_same_grid(ref_path, ref, brainmask, (m, aff))
+        mask = m > 0
+    paths = {m: Path(images[m]) for m in MODALITIES}
+    if brainmask is not None:
+        paths["brainmask"] = Path(brainmask)
+    return CaseInput(case_id, np.stack(arrays), mask, ref_img, paths)
+
+
+def _write_like(path: Path, array: np.ndarray, reference: nib.Nifti1Image, dtype: type) -> Path:
+    """Write ``array`` with the reference image's header (affine, codes, units), atomically."""
+    arr = np.asarray(array).astype(dtype)
+    hdr = reference.header.copy()
+    img = nib.Nifti1Image(arr, reference.affine, hdr)
+    img.header.set_data_dtype(arr.dtype)
+    img.set_qform(reference.affine, code=int(reference.header["qform_code"]) or 1)
+    img.set_sform(reference.affine, code=int(reference.header["sform_code"]) or 1)
+    img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan
+    img.header["cal_min"], img.header["cal_max"] = 0, 0
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
+def _divisor(models: Sequence) -> int:
+    out = 1
+    for m in models:
+        d = int(m.config["divisor"])
+        out = out * d // math.gcd(out, d)
+    return out
+
+
+def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, device: torch.device,
+                       progress=None) -> tuple[np.ndarray, dict]:
+    """(3, X, Y, Z) mean region probabilities on the input grid, and the crop window used."""
+    from .data import zscore
+
+    norm = zscore(case.images, case.mask)
+    brain = case.mask if case.mask is not None else np.all(case.images != 0, axis=0)
+    window = make_window(brain, _divisor(models))
+    if window is None:
+        raise InputError(case.paths["t1ce"], "no brain voxels (all modalities zero, or empty brain mask)")
+    x = torch.from_numpy(np.ascontiguousarray(crop_pad(norm, window)))[None].to(device)
+    probs = ensemble_probabilities([m.networks for m in models], x, tta, runner, progress)
+    full = uncrop(probs[0].cpu().numpy(), window)
+    info = {"box": [[s.start, s.stop] for s in window.box], "padded_shape": list(window.padded_shape)}
+    return full, info
+
+
+def _model_record(m) -> dict:
+    from .provenance import sha256_file
+
+    return {"folder": str(m.folder), "model_json_sha256": sha256_file(Path(m.folder) / "model.json"),
+            "weights_sha256": m.card.get("sha256", {}), "config": m.config.get("name"),
+            "networks": len(m.networks), "et_threshold": m.card.get("et_threshold")}
+
+
+def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: Path, tta: int = 8,
+                 device: str = "auto", brainmask: Path | None = None, save_probabilities: bool = False,
+                 label_convention: str = "2019", cpu_mode: str = "channels_last") -> Path:
+    """Predict one case; write ``<id>_pred.nii.gz`` (and ``<id>_prob.nii.gz``) and provenance. Returns the label path."""
+    from .cpu_speed import prepare
+    from .model_io import resolve_device
+    from .provenance import write_provenance
+
+    started = time.time()
+    tta = int(tta)
+    dev = resolve_device(device)
+    tta_passes(1, tta)  # validates tta
+    t0 = time.time()
+    case = read_case(images, case_id, brainmask)
+    t_read = time.time() - t0
+    runner = prepare([n for m in models for n in m.networks], dev, cpu_mode)
+    n_passes = sum(len(tta_passes(len(m.networks), tta)) for m in models)
+    t0 = time.time()
+    try:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_passes, desc=f"{case_id} TTA passes", unit="pass", disable=None, leave=False)
+    except ImportError:  # pragma: no cover
+        bar = None
+    try:
+        probs, window_info = case_probabilities(case, models, tta, runner, dev, bar.update if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    t_infer = time.time() - t0
+    labels = regions_to_labels(probs > 0.5, label_convention)
+    out_dir = Path(out_dir)
+    t0 = time.time()
+    label_path = _write_like(out_dir / f"{case_id}_pred.nii.gz", labels, case.reference, np.uint8)
+    prob_path = None
+    if save_probabilities:
+        prob_path = _write_like(out_dir / f"{case_id}_prob.nii.gz", np.moveaxis(probs, 0, -1),
+                                case.reference, np.float32)
+    t_write = time.time() - t0
+    write_provenance(
+        out_dir / "provenance_predict.json", "predict", dict(case.paths),
+        {"case_id": case_id, "tta": tta, "device": str(dev), "cpu_mode": cpu_mode if dev.type == "cpu" else None,
+         "amp": "bf16" if dev.type == "cuda" else None, "threads": torch.get_num_threads(),
+         "label_convention": label_convention, "save_probabilities": save_probabilities},
+        started,
+        extra={"models": [_model_record(m) for m in models], "passes": n_passes, "window": window_info,
+               "outputs": {"labels": label_path, "probabilities": prob_path}},
+        timings={"read_s": round(t_read, 3), "inference_s": round(t_infer, 3), "write_s": round(t_write, 3)},
+    )
+    log.info("%s: wrote %s (%d passes, %.1f s inference)", case_id, label_path, n_passes, t_infer)
+    return label_path
+
+
+def _brainmask_of(folder: Path, case_id: str) -> Path | None:
+    for ext in (".nii.gz", ".nii"):
+        p = Path(folder) / f"{case_id}_brainmask{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def load_models(folders: Sequence[Path], device: str = "auto") -> list:
+    """Load every model folder once (hash-checked, weights only)."""
+    from .model_io import load_model, resolve_device
+
+    if not folders:
+        raise InputError(None, "at least one --model is needed")
+    dev = resolve_device(device)
+    return [load_model(Path(f), dev) for f in folders]
+
+
+def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, ...], out: Path, tta: str | int,
+                    case_id: str | None, device: str, save_probabilities: bool, label_convention: str) -> int:
+    """CLI body of ``gliocascade predict``.
+
+    ``--case DIR`` writes ``OUT/<id>_pred.nii.gz``; ``--cases DIR`` writes ``OUT/<id>/<id>_pred.nii.gz``
+    for every case folder (the run's output tree), loading the models once; a case that fails is
+    reported and the others go on (exit 1).
+    """
+    if (case is None) == (cases is None):
+        raise InputError(None, "give exactly one of --case DIR or --cases DIR")
+    if cases is not None and case_id:
+        raise InputError(None, "--case-id applies to --case only")
+    if case is not None:
+        found = discover_case(case, case_id)
+        loaded = load_models(models, device)
+        predict_case(found.images, found.case_id, loaded, Path(out), int(tta), device,
+                     _brainmask_of(case, found.case_id), save_probabilities, label_convention)
+        return 0
+    found_cases = discover_cases(cases)
+    loaded = load_models(models, device)
+    failed = []
+    for c in found_cases:
+        folder = Path(c.images["t1ce"]).parent
+        try:
+            predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
+                         _brainmask_of(folder, c.case_id), save_probabilities, label_convention)
+        except InputError as exc:
+            log.error("%s", exc)
+            failed.append(c.case_id)
+    if failed:
+        log.error("%d of %d cases failed: %s", len(failed), len(found_cases), ", ".join(failed))
+        return 1
+    return 0
