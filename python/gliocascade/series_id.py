@@ -138,6 +138,7 @@ def identify(tags: dict[str, Any]) -> Identification:
             if post:
                 reasons.append(f"description says {post.group(0)!r}")
             base = "t1ce"
+            reasons.append("=> contrast-enhanced T1")
         else:
             reasons.append("no ContrastBolusAgent and no post-contrast keyword")
     return Identification(base, "; ".join(r for r in reasons if r))
