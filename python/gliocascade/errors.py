@@ -9,8 +9,9 @@ class InputError(Exception):
 
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else str(path)
-        self.problem = problem
-        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+        # One line always: library messages (nibabel's truncation error) can contain newlines.
+        self.problem = " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}" if self.path else self.problem)
 
 
 class NotBuiltError(Exception):
