@@ -55,7 +55,10 @@ class Identifiers:
         text = str(value or "").strip()
         if len(text) < 3:
             return
-        self.whole.add(text.lower())
+        if text.isdigit() and len(text) < 6:
+            self.parts.add(text)  # short numbers: whole tokens only, not inside other numbers
+        else:
+            self.whole.add(text.lower())
         if date and re.fullmatch(r"\d{8}", text):
             self.whole.add(f"{text[:4]}-{text[4:6]}-{text[6:]}")
 
@@ -68,6 +71,15 @@ class Identifiers:
         tokens = set(re.findall(r"[a-z0-9]+", low))
         hit = tokens & self.parts
         return next(iter(sorted(hit)), None)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every identifier replaced by ``[removed]`` (for messages and tables)."""
+        for w in sorted(self.whole | self.parts, key=len, reverse=True):
+            if w in self.parts:
+                text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(w)}(?![A-Za-z0-9])", "[removed]", text, flags=re.I)
+            else:
+                text = re.sub(re.escape(w), "[removed]", text, flags=re.I)
+        return text
 
     def __bool__(self) -> bool:
         return bool(self.whole or self.parts)

@@ -64,6 +64,7 @@ class Series:
     problem: str | None = None
     niftis: list[Path] = field(default_factory=list)
     chosen_as: str = ""
+    redact: Any = None  # Identifiers.redact of the study, so messages never show identifiers
 
     @property
     def key(self) -> tuple[str, str]:
@@ -75,7 +76,9 @@ class Series:
 
     @property
     def description(self) -> str:
-        return str(self.tags.get("SeriesDescription") or self.tags.get("ProtocolName") or "")
+        """The series description with any identifier of the study removed."""
+        text = str(self.tags.get("SeriesDescription") or self.tags.get("ProtocolName") or "")
+        return self.redact(text) if self.redact is not None else text
 
     @property
     def label(self) -> str:
@@ -242,7 +245,8 @@ def _unique_names(series: list[Series], ids: Identifiers) -> dict[tuple[str, str
     names: dict[tuple[str, str], str] = {}
     used: set[str] = set()
     for s in series:
-        base = f"{s.number or 'x'}_{safe_name(s.description, ids)}"
+        raw = str(s.tags.get("SeriesDescription") or s.tags.get("ProtocolName") or "")
+        base = f"{s.number or 'x'}_{safe_name(raw, ids)}"
         name, k = base, 2
         while name in used:
             name, k = f"{base}_{k}", k + 1
@@ -256,11 +260,10 @@ def _write_series_csv(path: Path, series: list[Series], root: Path, ids: Identif
         w = csv.DictWriter(fh, fieldnames=SERIES_CSV_COLUMNS)
         w.writeheader()
         for s in series:
-            desc = s.description if not ids.found_in(s.description) else "(removed: identifier)"
             w.writerow({
-                "series_number": s.number, "series_description": desc, "files": len(s.files),
+                "series_number": s.number, "series_description": s.description, "files": len(s.files),
                 "modality": s.modality, "chosen_as": s.chosen_as, "status": s.status,
-                "reason": s.reason + (f"; refused: {s.problem}" if s.problem else ""),
+                "reason": ids.redact(s.reason + (f"; refused: {s.problem}" if s.problem else "")),
                 "nifti": ";".join(str(p.relative_to(root)) for p in s.niftis),
             })
 
@@ -332,7 +335,7 @@ def convert(out: Path, dicom: Path | None = None, case_id: str | None = None,
         override_series[mod] = by_key[s.key]
     for s in series:
         ident = identify(s.tags)
-        s.modality, s.reason = ident.modality, ident.reason
+        s.modality, s.reason, s.redact = ident.modality, ids.redact(ident.reason), ids.redact
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.part-", dir=out.parent))
