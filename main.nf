@@ -1,0 +1,65 @@
+#!/usr/bin/env nextflow
+/*
+ * gliocascade: brain tumour segmentation for whole cohorts with the two-stage cascaded U-Net.
+ *
+ *   segment (default): samplesheet -> convert -> preprocess -> predict -> postprocess -> evaluate -> report
+ *   train:             samplesheet with seg -> k folds x seeds -> out-of-fold predictions -> tune-threshold
+ *
+ * The test profile makes phantoms, trains the tiny cascade on them and segments held-out phantoms.
+ */
+include { validateParameters    } from 'plugin/nf-schema'
+include { INPUT_CHECK           } from './subworkflows/local/input_check'
+include { PHANTOM_INPUT         } from './subworkflows/local/phantom_input'
+include { GLIOCASCADE_SEGMENT   } from './workflows/segment'
+include { GLIOCASCADE_TRAIN     } from './workflows/train'
+
+workflow {
+    main:
+    validateParameters()
+    if (params.mode != 'segment' && params.mode != 'train') {
+        error("--mode must be 'segment' or 'train', not '${params.mode}'")
+    }
+    if (!params.input && !params.phantoms) {
+        error("give --input SAMPLESHEET (or use -profile test, which makes phantoms)")
+    }
+
+    if (params.input) {
+        INPUT_CHECK(params.input)
+        cases = INPUT_CHECK.out.cases
+        transforms = INPUT_CHECK.out.transforms
+        references = INPUT_CHECK.out.references
+    }
+    else {
+        PHANTOM_INPUT(params.phantoms, params.phantoms_heldout)
+        cases = PHANTOM_INPUT.out.heldout
+        transforms = PHANTOM_INPUT.out.heldout_transforms
+        references = PHANTOM_INPUT.out.heldout_references
+    }
+
+    if (params.mode == 'train') {
+        GLIOCASCADE_TRAIN(cases, references)
+    }
+    else if (params.model) {
+        models = channel.value(modelFolders(params.model))
+        GLIOCASCADE_SEGMENT(cases, transforms, references, models)
+    }
+    else if (params.phantoms) {
+        GLIOCASCADE_TRAIN(PHANTOM_INPUT.out.train, PHANTOM_INPUT.out.train_references)
+        GLIOCASCADE_SEGMENT(cases, transforms, references, GLIOCASCADE_TRAIN.out.models.collect())
+    }
+    else {
+        error("segment mode needs --model DIR[,DIR...] (no pretrained weights ship; train with --mode train)")
+    }
+}
+
+// --model: comma-separated model folders or globs (e.g. results/models/tuned/model_*).
+def modelFolders(spec) {
+    def folders = spec.toString().tokenize(',').collectMany { m ->
+        def found = file(m.trim(), type: 'dir')
+        return found instanceof List ? found : [found]
+    }
+    if (!folders) {
+        error("--model ${spec}: no model folder found")
+    }
+    return folders
+}

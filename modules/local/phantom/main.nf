@@ -1,0 +1,26 @@
+process PHANTOM {
+    tag "${meta.id}"
+    label 'process_single'
+    container "${params.container}"
+
+    input:
+    val meta
+
+    output:
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}/*", type: 'dir'), emit: cases
+    tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    gliocascade phantom --out ${prefix} --prefix ${prefix} --n ${meta.n} --seed ${meta.seed} ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}/${prefix}000
+    touch ${prefix}/${prefix}000/${prefix}000_{t1,t1ce,t2,flair,seg}.nii.gz
+    """
+}

@@ -1,0 +1,30 @@
+process POSTPROCESS {
+    tag "${meta.id}"
+    label 'process_low'
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(pred, stageAs: 'pred/*'), path(transforms, stageAs: 'transforms')
+    path models, stageAs: 'model_?'
+
+    output:
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}_seg.nii.gz"), emit: seg
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}_seg_native.nii.gz"), emit: seg_native, optional: true
+    tuple val(meta), path("provenance_postprocess.json"), emit: provenance, optional: true
+    tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    def model_args = (models instanceof List ? models : [models]).collect { m -> "--model ${m}" }.join(' ')
+    def native_arg = transforms ? "--native-transforms ${transforms}" : ''
+    """
+    gliocascade postprocess --pred ${pred} --out ${prefix}_seg.nii.gz ${model_args} ${native_arg} ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    touch ${prefix}_seg.nii.gz ${prefix}_seg_native.nii.gz provenance_postprocess.json
+    """
+}

@@ -1,0 +1,30 @@
+process PREPROCESS {
+    tag "${meta.id}"
+    label 'process_medium'
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(t1, stageAs: 'input/t1/*'), path(t1ce, stageAs: 'input/t1ce/*'), path(t2, stageAs: 'input/t2/*'), path(flair, stageAs: 'input/flair/*')
+    path atlas
+
+    output:
+    tuple val(meta), path("preprocessed", type: 'dir'), emit: case_dir
+    tuple val(meta), path("preprocessed/${meta.id}_brainmask.nii.gz"), emit: brainmask
+    tuple val(meta), path("preprocessed/transforms", type: 'dir'), emit: transforms
+    tuple val(meta), path("preprocessed/provenance_preprocess.json"), emit: provenance
+    tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    script:
+    def args = task.ext.args ?: ''
+    def atlas_arg = atlas ? "--atlas ${atlas}" : ''
+    """
+    gliocascade preprocess --t1 ${t1} --t1ce ${t1ce} --t2 ${t2} --flair ${flair} --case-id ${meta.id} --out preprocessed --threads ${task.cpus} ${atlas_arg} ${args}
+    """
+
+    stub:
+    """
+    mkdir -p preprocessed/transforms
+    touch preprocessed/${meta.id}_{t1,t1ce,t2,flair,brainmask}.nii.gz preprocessed/provenance_preprocess.json
+    touch preprocessed/transforms/brats_to_native.tfm preprocessed/transforms/native_reference.nii.gz
+    """
+}

@@ -1,0 +1,27 @@
+process REPORT {
+    tag "cohort"
+    label 'process_single'
+    container "${params.container}"
+
+    input:
+    path metrics, stageAs: 'metrics/*'
+
+    output:
+    path "report/cohort_metrics.csv", emit: cohort_metrics
+    path "report/summary.csv", emit: summary
+    path "report/report.html", emit: html
+    tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    script:
+    def args = task.ext.args ?: ''
+    def metrics_args = (metrics instanceof List ? metrics : [metrics]).collect { f -> "--metrics ${f}" }.join(' ')
+    """
+    gliocascade report ${metrics_args} --out report ${args}
+    """
+
+    stub:
+    """
+    mkdir -p report
+    touch report/cohort_metrics.csv report/summary.csv report/report.html
+    """
+}

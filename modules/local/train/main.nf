@@ -1,0 +1,29 @@
+process TRAIN {
+    tag "${meta.id}"
+    label 'process_gpu'
+    container "${params.container}"
+
+    input:
+    tuple val(meta), path(cases, stageAs: 'data/*')
+
+    output:
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}", type: 'dir'), emit: model
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}/model.json"), emit: card
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}/train_log.csv"), emit: log
+    tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    script:
+    def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    gliocascade train --data data --out ${prefix} --fold ${meta.fold} --folds ${meta.folds} --seed ${meta.seed} ${args}
+    """
+
+    stub:
+    def prefix = task.ext.prefix ?: "${meta.id}"
+    """
+    mkdir -p ${prefix}/snapshots
+    echo '{"split": {"train": [], "validation": []}}' > ${prefix}/model.json
+    touch ${prefix}/checkpoint.pt ${prefix}/train_log.csv
+    """
+}

@@ -1,0 +1,28 @@
+process TUNE_THRESHOLD {
+    tag "${meta.id}"
+    label 'process_low'
+    container "${params.container}"
+    // tune-threshold writes et_threshold into each model.json: work on copies, never on the inputs
+    stageInMode 'copy'
+
+    input:
+    tuple val(meta), path(preds, stageAs: 'pred/*'), path(gts, stageAs: 'gt/*')
+    path models
+
+    output:
+    tuple val(meta), path("model_*", type: 'dir', includeInputs: true), emit: models
+    tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    script:
+    def args = task.ext.args ?: ''
+    def model_args = (models instanceof List ? models : [models]).collect { m -> "--model ${m}" }.join(' ')
+    """
+    gliocascade tune-threshold --pred pred --gt gt ${model_args} ${args}
+    """
+
+    stub:
+    """
+    mkdir -p model_stub
+    touch model_stub/model.json
+    """
+}

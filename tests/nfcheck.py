@@ -1,0 +1,259 @@
+"""Static checks of the Nextflow pipeline without a Nextflow runtime.
+
+Nextflow cannot run on every machine that runs the test suite, so the pipeline is checked by
+reading it: the official language server (or `nextflow lint`) for syntax and names, and small
+parsers here for the parts the server does not check, i.e. that every module's `gliocascade`
+command line still parses against the click CLI and that every `stub:` block creates the
+outputs its process declares.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ROOT / "modules" / "local"
+NF_LINT = ROOT.parent / "shared" / "tools" / "nf_lint.py"
+
+# Sample values for the Groovy variables of the modules' script and stub blocks. A variable
+# missing here fails the contract test, so a new one has to be given a realistic value.
+SAMPLE_META = {"id": "case01", "n": "2", "seed": "0", "fold": "0", "folds": "5",
+               "label_convention": "2019", "space": "native"}
+SAMPLE_VARS = {
+    "task.cpus": "2",
+    "model_args": "--model model_1 --model model_2",
+    "metrics_args": "--metrics metrics/case01_metrics.csv --metrics metrics/case02_metrics.csv",
+    "atlas_arg": "--atlas atlas",
+    "native_arg": "--native-transforms transforms",
+    "gt_arg": "--gt reference/case01_seg.nii.gz",
+}
+
+
+# --------------------------------------------------------------------------- linting
+
+def linter() -> tuple[str, list[str]] | None:
+    """(name, command prefix) of the linter to use: `nextflow lint` first, else nf_lint.py."""
+    if shutil.which("nextflow"):
+        return "nextflow lint", ["nextflow", "lint"]
+    if NF_LINT.is_file():
+        return f"nf_lint.py --strict ({NF_LINT})", [sys.executable, str(NF_LINT), "--strict"]
+    return None
+
+
+def run_nf_lint(*args: str, project: Path = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs the language-server driver with ``args`` on ``project``."""
+    return subprocess.run([sys.executable, str(NF_LINT), *args, str(project)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@dataclass
+class Dag:
+    """A Mermaid DAG from the language server: node names and edges between node ids."""
+
+    names: dict[str, str]
+    edges: set[tuple[str, str]]
+
+    def reachable(self, src: str) -> set[str]:
+        seen, todo = set(), [src]
+        while todo:
+            n = todo.pop()
+            for a, b in self.edges:
+                if a == n and b not in seen:
+                    seen.add(b)
+                    todo.append(b)
+        return seen
+
+    def ids(self, name: str) -> list[str]:
+        return [i for i, n in self.names.items() if n == name]
+
+    def before(self, first: str, then: str) -> bool:
+        """True when some node called ``then`` is downstream of some node called ``first``."""
+        targets = set(self.ids(then))
+        return any(self.reachable(i) & targets for i in self.ids(first))
+
+
+def parse_mermaid(text: str) -> Dag:
+    names = {m.group(1): m.group(2) for m in re.finditer(r"^\s*(v\d+)\(\[([A-Za-z0-9_]+)\]\)", text, re.M)}
+    edges = {(m.group(1), m.group(2)) for m in re.finditer(r"^\s*(v\d+) --> (v\d+)\s*$", text, re.M)}
+    return Dag(names, edges)
+
+
+# --------------------------------------------------------------------------- Groovy parsing
+
+@dataclass
+class Module:
+    """The parts of a process that the checks need."""
+
+    path: Path
+    name: str
+    inputs: list[str]
+    outputs: list[tuple[str, bool]]          # (path pattern, is a directory)
+    script_defs: dict[str, str]
+    script: str
+    stub_defs: dict[str, str]
+    stub: str
+    directives: dict[str, str] = field(default_factory=dict)
+
+
+def _section(body: str, name: str, following: list[str]) -> str:
+    m = re.search(rf"^\s*{name}:\s*$", body, re.M)
+    if not m:
+        return ""
+    rest = body[m.end():]
+    ends = [mm.start() for f in following for mm in [re.search(rf"^\s*{f}:\s*$", rest, re.M)] if mm]
+    return rest[: min(ends)] if ends else rest
+
+
+def _block(section: str) -> tuple[dict[str, str], str]:
+    """`def x = ...` lines and the triple-quoted shell text of a script/stub section."""
+    defs = {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s*def (\w+) = (.+)$", section, re.M)}
+    m = re.search(r'"""(.*?)"""', section, re.S)
+    return defs, (m.group(1) if m else "")
+
+
+def parse_module(path: Path) -> Module:
+    text = path.read_text()
+    m = re.search(r"^process (\w+) \{\n(.*)^\}", text, re.M | re.S)
+    if not m:
+        raise ValueError(f"{path}: no process block")
+    name, body = m.group(1), m.group(2)
+    order = ["input", "output", "when", "script", "stub"]
+    inp = _section(body, "input", order[1:])
+    out = _section(body, "output", order[2:])
+    inputs = re.findall(r"path\(?\s*(\w+)", inp) + re.findall(r"val\(?\s*(\w+)", inp)
+    outputs = []
+    for mm in re.finditer(r'path[( ]"([^"]+)"([^)\n]*)', out):
+        outputs.append((mm.group(1), "type: 'dir'" in mm.group(2)))
+    sdefs, script = _block(_section(body, "script", ["stub"]))
+    tdefs, stub = _block(_section(body, "stub", []))
+    directives = {mm.group(1): mm.group(2) for mm in re.finditer(r"^    (tag|label|container|stageInMode) (.+)$", body, re.M)}
+    return Module(path, name, inputs, outputs, sdefs, script, tdefs, stub, directives)
+
+
+def modules() -> list[Path]:
+    return sorted(MODULES.glob("*/main.nf"))
+
+
+def params_defaults(config: Path = ROOT / "nextflow.config") -> dict[str, str | None]:
+    """The top-level `params { }` defaults of nextflow.config (strings unquoted, null as None)."""
+    text = config.read_text()
+    m = re.search(r"^params \{\n(.*?)^\}", text, re.M | re.S)
+    out: dict[str, str | None] = {}
+    for line in (m.group(1) if m else "").splitlines():
+        mm = re.match(r"\s*(\w+)\s*=\s*(.+?)\s*$", line)
+        if mm:
+            v = mm.group(2)
+            out[mm.group(1)] = None if v == "null" else v.strip("'\"")
+    return out
+
+
+def modules_config(config: Path = ROOT / "conf" / "modules.config") -> dict[str, dict[str, str]]:
+    """withName selector -> {'args': GString text, 'prefix': value} from conf/modules.config."""
+    text = config.read_text()
+    out: dict[str, dict[str, str]] = {}
+    for m in re.finditer(r"withName: '(\w+)' \{(.*?)\n    \}", text, re.S):
+        entry = {}
+        a = re.search(r'ext\.args\s*=\s*\{\s*"([^"]*)"\s*\}', m.group(2))
+        if a:
+            entry["args"] = a.group(1)
+        p = re.search(r"ext\.prefix\s*=\s*'([^']*)'", m.group(2))
+        if p:
+            entry["prefix"] = p.group(1)
+        out[m.group(1)] = entry
+    return out
+
+
+# --------------------------------------------------------------------------- interpolation
+
+class UnknownVariable(KeyError):
+    pass
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """Replaces Groovy `${expr}` / `$name` with sample values; an unknown one raises."""
+    def lookup(expr: str) -> str:
+        expr = expr.strip()
+        if expr in values:
+            return values[expr]
+        raise UnknownVariable(f"no sample value for Groovy expression ${{{expr}}}")
+
+    text = re.sub(r"\$\{([^}]*)\}", lambda m: lookup(m.group(1)), text)
+    text = re.sub(r"(?<!\\)\$([A-Za-z_]\w*(?:\.\w+)*)", lambda m: lookup(m.group(1)), text)
+    return text.replace("\\$", "$")
+
+
+def sample_values(module: Module, process_name: str | None = None) -> dict[str, str]:
+    """Sample values for one module: meta, params defaults, ext.args/prefix, inputs, helpers."""
+    conf = modules_config().get(process_name or module.name, {})
+    params = {f"params.{k}": v for k, v in params_defaults().items() if v is not None}
+    meta = {f"meta.{k}": v for k, v in SAMPLE_META.items()}
+    base = {**params, **meta}
+    args = interpolate(conf.get("args", ""), base)
+    prefix = conf.get("prefix", SAMPLE_META["id"])
+    values = {**base, **SAMPLE_VARS, "args": args, "prefix": prefix,
+              "task.ext.prefix ?: meta.id": prefix, "task.process": module.name}
+    for name in module.inputs:
+        values.setdefault(name, f"{name}_sample")
+    return values
+
+
+# --------------------------------------------------------------------------- contract
+
+def command_line(shell: str) -> str:
+    """The one `gliocascade ...` command of a script block (continuations joined)."""
+    joined = re.sub(r"\\\n\s*", " ", shell)
+    calls = [ln.strip() for ln in joined.splitlines() if ln.strip().startswith("gliocascade ")]
+    if len(calls) != 1:
+        raise AssertionError(f"expected exactly one gliocascade call, found {len(calls)}")
+    return calls[0]
+
+
+def check_contract(module_path: Path, process_name: str | None = None) -> list[str]:
+    """Parses the module's command line (sample values substituted) with the click CLI.
+
+    Returns the argv that was parsed; raises click.ClickException / UsageError on drift.
+    """
+    from gliocascade.cli import main
+
+    module = parse_module(module_path)
+    values = sample_values(module, process_name)
+    argv = shlex.split(interpolate(command_line(module.script), values))
+    assert argv[0] == "gliocascade"
+    name, rest = argv[1], argv[2:]
+    command = main.commands.get(name)
+    if command is None:
+        raise AssertionError(f"{module_path}: unknown command 'gliocascade {name}'")
+    # make_context parses and validates every option (types, choices, required) without running.
+    command.make_context(name, list(rest), resilient_parsing=False)
+    return argv
+
+
+# --------------------------------------------------------------------------- stubs
+
+def check_stub(module_path: Path, workdir: Path) -> list[str]:
+    """Runs the stub block in ``workdir`` and returns the declared output patterns it missed."""
+    module = parse_module(module_path)
+    values = sample_values(module)
+    script = interpolate(module.stub, values)
+    res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=workdir, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PATH": os.environ.get("PATH", "")})
+    if res.returncode != 0:
+        raise AssertionError(f"{module_path}: stub block failed: {res.stderr}")
+    missing = []
+    for pattern, is_dir in module.outputs:
+        concrete = interpolate(pattern, values)
+        hits = list(workdir.glob(concrete))
+        if not hits or (is_dir and not any(h.is_dir() for h in hits)):
+            missing.append(concrete)
+    return missing
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
