@@ -95,3 +95,42 @@ def test_check_slices_rules():
     assert "ImagesInAcquisition says 5" in check_slices(_slices([0, 3, 6, 9], stated=5))
     assert check_slices(_slices([0, 3, 6, 9, 12], stated=5)) is None
     assert check_slices(_slices([0])) is None
+
+
+def test_4d_series_missing_one_image_is_refused(cli, data_dir, tmp_path):
+    study = tmp_path / "study"
+    _copy_without(data_dir / "dicom" / "dcm_qa_nih" / "In" / "20180918GE" / "mr_0004", study / "epi", drop_index=40)
+    res = cli("convert", "--dicom", study, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "series 4" in res.output and "missing" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_broken_series_outside_the_case_is_listed_not_fatal(cli, tmp_path):
+    from gliocascade.dicom_synth import write_study
+
+    dwi = dict(SeriesDescription="ep2d_diff", ScanningSequence="EP", RepetitionTime=5000, EchoTime=90)
+    study = write_study(tmp_path / "study", [(2, PROTOCOLS["t1"]), (3, PROTOCOLS["t1ce"]), (4, PROTOCOLS["t2"]),
+                                              (5, PROTOCOLS["flair"]), (6, dwi)])
+    (study / "006" / "IM0004.dcm").unlink()
+    out = tmp_path / "out"
+    res = cli("convert", "--dicom", study, "--out", out, "--case-id", "C")
+    assert res.exit_code == 0, res.output
+    with open(out / "series.csv") as fh:
+        rows = {r["series_number"]: r for r in csv.DictReader(fh)}
+    assert rows["6"]["status"] == "refused" and "instance number(s) 4 missing" in rows["6"]["reason"]
+    assert rows["6"]["nifti"] == "" and not list((out / "series").glob("6_*"))
+    # without --case-id every series is the job: the same study fails
+    res = cli("convert", "--dicom", study, "--out", tmp_path / "out2")
+    assert res.exit_code == 2 and "series 6" in res.output
+
+
+def test_conversion_is_byte_reproducible(cli, tmp_path):
+    from gliocascade.dicom_synth import write_study
+
+    study = write_study(tmp_path / "study", [(2, PROTOCOLS["t1"]), (3, PROTOCOLS["flair"])])
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        assert cli("convert", "--dicom", study, "--out", out).exit_code == 0
+        outs.append({p.relative_to(out): p.read_bytes() for p in (out / "series").iterdir()})
+    assert outs[0] == outs[1] and len(outs[0]) == 4
