@@ -1,0 +1,98 @@
+"""`gliocascade run` end to end on phantoms: one corrupt case fails alone, a rerun rewrites nothing.
+
+The acceptance test of issue 5: six held-out phantoms, two workers, one case with a truncated
+modality. That case must fail with a message naming the file (in failures.csv and the HTML
+report) and leave no output of its own; the other five complete; exit code 1. A second run must
+skip all finished work: every output file keeps its inode and mtime.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from gliocascade.phantom import write_phantoms
+
+BAD = 2  # index of the case given a corrupt modality
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def run_model(tmp_path_factory) -> Path:
+    """A tiny-config model folder (random weights: this test checks orchestration, not accuracy)."""
+    import torch
+
+    from gliocascade.configs import load_config
+    from gliocascade.model_io import write_model_folder
+    from gliocascade.networks import build_cascade
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("run_model") / "model"
+    write_model_folder(folder, cfg, build_cascade(cfg).state_dict(), [], {"data": "random weights for tests"})
+    return folder
+
+
+@pytest.fixture
+def six_cases(tmp_path) -> tuple[Path, list[str], Path]:
+    """Six phantoms listed in a samplesheet with relative paths; case BAD has a truncated T2."""
+    cases = write_phantoms(tmp_path / "cases", n=6, seed=300, shape=(48, 48, 40))
+    lines = ["case_id,t1,t1ce,t2,flair,seg,space"]
+    for case in cases:
+        cid = case.name
+        lines.append(",".join([cid, *[f"cases/{cid}/{cid}_{m}.nii.gz" for m in ("t1", "t1ce", "t2", "flair", "seg")],
+                               "brats"]))
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text("\n".join(lines) + "\n")
+    bad_t2 = cases[BAD] / f"{cases[BAD].name}_t2.nii.gz"
+    data = bad_t2.read_bytes()
+    bad_t2.write_bytes(data[: len(data) // 3])
+    return sheet, [c.name for c in cases], bad_t2
+
+
+def test_run_six_cases_one_corrupt_then_resume(six_cases, run_model, tmp_path, cli):
+    sheet, ids, bad_t2 = six_cases
+    out = tmp_path / "out"
+    args = ("run", "--samplesheet", sheet, "--model", run_model, "--out", out, "--workers", "2",
+            "--tta", "1", "--device", "cpu")
+    result = cli(*args)
+    assert result.exit_code == 1, result.output
+
+    bad = ids[BAD]
+    assert not (out / bad).exists()  # no output of its own
+    for cid in ids[:BAD] + ids[BAD + 1:]:
+        for name in (f"{cid}_pred.nii.gz", f"{cid}_seg.nii.gz", f"{cid}_metrics.csv", "provenance_predict.json"):
+            assert (out / cid / name).is_file(), name
+        assert not list((out / cid).glob(".partial-*"))
+
+    with open(out / "report" / "failures.csv", newline="") as fh:
+        failures = list(csv.DictReader(fh))
+    assert [f["case_id"] for f in failures] == [bad]
+    assert failures[0]["step"] == "predict"
+    assert "phantom302_t2.nii.gz" in failures[0]["message"] and "corrupt" in failures[0]["message"]
+    html = (out / "report" / "report.html").read_text()
+    assert "Failed cases" in html and bad in html and "phantom302_t2.nii.gz" in html
+    with open(out / "report" / "cohort_metrics.csv", newline="") as fh:
+        reported = sorted(r["case_id"] for r in csv.DictReader(fh))
+    assert reported == sorted(ids[:BAD] + ids[BAD + 1:])
+
+    before = _snapshot(out)
+    again = cli(*args)
+    assert again.exit_code == 1
+    assert _snapshot(out) == before  # nothing rewritten, the report included
+
+    # Fixing the broken file and rerunning completes only that case; the others stay untouched.
+    write_phantoms(bad_t2.parent.parent, n=1, seed=300 + BAD, shape=(48, 48, 40))
+    fixed = cli(*args)
+    assert fixed.exit_code == 0
+    after = _snapshot(out)
+    for name, stamp in before.items():
+        if not name.startswith("report"):
+            assert after[name] == stamp, name
+    assert (out / bad / f"{bad}_metrics.csv").is_file()
+    assert (out / "report" / "failures.csv").read_text().strip() == "case_id,step,message"
