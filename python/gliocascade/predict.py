@@ -20,7 +20,7 @@ import torch
 
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
-from .io import MODALITIES, atomic_path, check_same_grid, discover_case, discover_cases, load_nifti, read_image
+from .io import MODALITIES, atomic_path, check_same_grid, discover_case, discover_cases, read_image
 from .labels import regions_to_labels
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = No
     if missing:
         raise InputError(None, f"case {case_id}: modality {missing[0]} missing")
     ref_path = Path(images["t1ce"])
-    ref_img = load_nifti(ref_path)
     ref = read_image(ref_path)
+    ref_img = nib.load(str(ref_path))  # the header as stored: outputs copy it field for field
     arrays = []
     for mod in MODALITIES:
         arr, aff = ref if mod == "t1ce" else read_image(images[mod])
@@ -62,13 +62,18 @@ def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = No
 
 
 def _write_like(path: Path, array: np.ndarray, reference: nib.Nifti1Image, dtype: type) -> Path:
-    """Write ``array`` with the reference image's header (affine, codes, units), atomically."""
+    """Write ``array`` with the reference image's header (qform, sform, codes, units), atomically.
+
+    The header is copied, not recomputed from the affine, so every geometry field is identical;
+    only a reference without any geometry code gets qform and sform set (code 1).
+    """
     arr = np.asarray(array).astype(dtype)
     hdr = reference.header.copy()
-    img = nib.Nifti1Image(arr, reference.affine, hdr)
+    img = nib.Nifti1Image(arr, None, hdr)
     img.header.set_data_dtype(arr.dtype)
-    img.set_qform(reference.affine, code=int(reference.header["qform_code"]) or 1)
-    img.set_sform(reference.affine, code=int(reference.header["sform_code"]) or 1)
+    if int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 0:
+        img.set_qform(reference.affine, code=1)
+        img.set_sform(reference.affine, code=1)
     img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan
     img.header["cal_min"], img.header["cal_max"] = 0, 0
     with atomic_path(path) as tmp:
