@@ -223,7 +223,7 @@ def convert_series(s: Series, name: str, out_dir: Path, work: Path, ids: Identif
     proc = subprocess.run(cmd, capture_output=True, text=True)
     text = proc.stdout + proc.stderr
     bad = DCM2NIIX_REFUSE.search(text)
-    niftis = sorted(dst.glob("*.nii.gz"))
+    niftis = sorted(p for p in dst.iterdir() if p.name.endswith((".nii", ".nii.gz")))
     if bad or proc.returncode != 0 or not niftis:
         line = next((ln.strip() for ln in text.splitlines() if bad and bad.group(0) in ln), None) \
             or next((ln.strip() for ln in text.splitlines() if "rror" in ln), f"exit code {proc.returncode}")
@@ -236,7 +236,7 @@ def convert_series(s: Series, name: str, out_dir: Path, work: Path, ids: Identif
     out_dir.mkdir(parents=True, exist_ok=True)
     for f in sorted(dst.iterdir()):
         os.replace(f, out_dir / f.name)
-        if f.name.endswith(".nii.gz"):
+        if f.name.endswith((".nii", ".nii.gz")):
             s.niftis.append(out_dir / f.name)
     s.status = "converted"
 
@@ -282,10 +282,18 @@ def _case_image(s: Series, modality: str, target: Path) -> None:
     img = nib.load(str(s.niftis[0]))
     if len(img.shape) != 3:
         raise InputError(s.folder, f"{modality}: {s.label} is {len(img.shape)}D {img.shape}; expected one 3D volume")
-    shutil.copyfile(s.niftis[0], target)
-    sidecar = s.niftis[0].with_name(s.niftis[0].name[: -len(".nii.gz")] + ".json")
+    source = s.niftis[0]
+    if source.name.endswith(".nii.gz"):
+        shutil.copyfile(source, target)
+    else:  # dcm2niix leaves very large volumes uncompressed
+        nib.save(img, str(target))
+    sidecar = source.with_name(_stem(source) + ".json")
     if sidecar.is_file():
-        shutil.copyfile(sidecar, target.with_name(target.name[: -len(".nii.gz")] + ".json"))
+        shutil.copyfile(sidecar, target.with_name(_stem(target) + ".json"))
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(".nii.gz")] if path.name.endswith(".nii.gz") else path.name[: -len(".nii")]
 
 
 def _publish(tmp: Path, out: Path) -> None:
