@@ -1,0 +1,159 @@
+"""The cohort report: its CSVs hold the right numbers, the page is self-contained, bad inputs are listed."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gliocascade.io import read_labels, write_labels
+from gliocascade.metrics import evaluate_case, metric_columns, write_metrics_csv
+from gliocascade.report import build_report, collect_metrics, overlay_figure, summarise
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_phantoms, tmp_path_factory):
+    """A run-shaped folder: OUT/<id>/<id>_seg.nii.gz, preprocessed/<id>_t1ce.nii.gz, <id>_metrics.csv."""
+    out = tmp_path_factory.mktemp("run")
+    for k, case in enumerate(sorted(p.name for p in small_phantoms.iterdir())):
+        src = small_phantoms / case
+        folder = out / case
+        (folder / "preprocessed").mkdir(parents=True)
+        shutil.copy(src / f"{case}_t1ce.nii.gz", folder / "preprocessed" / f"{case}_t1ce.nii.gz")
+        labels, aff = read_labels(src / f"{case}_seg.nii.gz")
+        write_labels(folder / f"{case}_seg.nii.gz", np.roll(labels, k, axis=0), aff)
+        row = evaluate_case(folder / f"{case}_seg.nii.gz", src / f"{case}_seg.nii.gz", case)
+        write_metrics_csv([row], folder / f"{case}_metrics.csv")
+    (out / "report").mkdir()  # a previous report folder is not a case
+    return out
+
+
+def _images(page: str) -> list[bytes]:
+    return [base64.b64decode(b) for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
+
+
+def test_cohort_and_summary_hold_the_cases_numbers(run_dir, tmp_path):
+    files = sorted(run_dir.glob("*/*_metrics.csv"))
+    res = build_report(files, tmp_path / "rep")
+    cohort = pd.read_csv(res.cohort_csv)
+    assert list(cohort.columns) == metric_columns(True)
+    assert cohort["case_id"].tolist() == sorted(p.parent.name for p in files)
+    assert cohort["dice_WT"].iloc[0] == 1.0  # case 0 is not shifted
+    summary = pd.read_csv(res.summary_csv)
+    assert list(summary.columns) == ["metric", "region", "mean", "std", "median", "q1", "q3", "count"]
+    assert len(summary) == 3 * 6
+    row = summary[(summary.metric == "hd95") & (summary.region == "TC")].iloc[0]
+    v = cohort["hd95_TC"].to_numpy()
+    assert row["mean"] == pytest.approx(v.mean())
+    assert row["std"] == pytest.approx(v.std(ddof=1))
+    assert row["median"] == pytest.approx(np.median(v))
+    assert (row["q1"], row["q3"]) == pytest.approx(tuple(np.percentile(v, [25, 75])))
+    assert row["count"] == 4
+
+
+def test_run_dir_report_is_self_contained_with_plots_and_overlays(cli, run_dir, tmp_path):
+    out = tmp_path / "rep"
+    res = cli("report", "--run-dir", run_dir, "--out", out)
+    assert res.exit_code == 0, res.output
+    page = (out / "report.html").read_text()
+    assert not re.search(r"(src|href)=['\"](?!data:)", page), "external reference in the page"
+    assert page.count("box plots") == 3
+    assert page.count("overlay' src=") == 4
+    for case in ("phantom000", "phantom003"):
+        assert f"id='{case}'" in page
+    assert all(b.startswith(b"\x89PNG") for b in _images(page))
+    assert len(pd.read_csv(out / "cohort_metrics.csv")) == 4
+    assert sorted(p.name for p in out.iterdir()) == ["cohort_metrics.csv", "report.html", "summary.csv"]
+
+
+def test_overlay_shows_every_label_colour_through_the_tumour(run_dir):
+    import matplotlib.image as mpimg
+
+    case = "phantom001"
+    png = overlay_figure(run_dir / case / f"{case}_seg.nii.gz",
+                         run_dir / case / "preprocessed" / f"{case}_t1ce.nii.gz", case)
+    img = mpimg.imread(io.BytesIO(base64.b64decode(png)))[..., :3]
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    # Labels are blended at alpha 0.5 over the grey image: compare channels with each other.
+    yellowish = (r - b > 0.3) & (g - b > 0.3) & (np.abs(r - g) < 0.15)  # enhancing rim
+    greenish = (g - r > 0.25) & (g - b > 0.25)                            # oedema
+    reddish = (r - g > 0.25) & (r - b > 0.25)                             # necrotic core
+    assert yellowish.sum() > 50 and greenish.sum() > 50 and reddish.sum() > 20
+    grey = (np.abs(r - g) < 0.02) & (np.abs(g - b) < 0.02) & (r > 0.3)
+    assert grey.sum() > 500  # the T1Gd background is drawn
+
+
+def test_one_bad_metrics_file_is_listed_and_the_others_reported(cli, run_dir, tmp_path):
+    files = sorted(run_dir.glob("*/*_metrics.csv"))
+    bad = tmp_path / "broken_metrics.csv"
+    bad.write_text("case_id,dice_WT\nx,not-a-number\n")
+    out = tmp_path / "rep"
+    args = [a for f in files for a in ("--metrics", f)]
+    res = cli("report", *args, "--metrics", bad, "--out", out)
+    assert res.exit_code == 0, res.output
+    assert str(bad) in res.stderr and "warning" in res.stderr
+    assert len(pd.read_csv(out / "cohort_metrics.csv")) == 4
+    page = (out / "report.html").read_text()
+    assert "Unusable metrics files" in page and str(bad) in page
+
+
+def test_all_bad_metrics_files_exit_2_and_write_nothing(cli, tmp_path):
+    bad = tmp_path / "a_metrics.csv"
+    bad.write_text("")
+    out = tmp_path / "rep"
+    res = cli("report", "--metrics", bad, "--metrics", tmp_path / "missing.csv", "--out", out)
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_duplicate_case_ids_keep_the_first_file(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("case_id,dice_WT\nc1,0.5\n")
+    b.write_text("case_id,dice_WT\nc1,0.9\n")
+    cohort, bad = collect_metrics([a, b])
+    assert cohort["dice_WT"].tolist() == [0.5]
+    assert bad and bad[0][0] == str(b) and "c1" in bad[0][1]
+
+
+def test_failed_cases_are_listed(run_dir, tmp_path):
+    files = sorted(run_dir.glob("*/*_metrics.csv"))[:2]
+    res = build_report(files, tmp_path / "rep", failures=[("case<9>", "preprocess: no brain found")])
+    page = res.html.read_text()
+    assert "Failed cases" in page and "case&lt;9&gt;" in page and "preprocess: no brain found" in page
+    assert "1 failed case(s)" in page
+
+
+def test_report_with_no_metrics_still_lists_failures(tmp_path):
+    """The pipeline builds a report even when every case failed."""
+    res = build_report([], tmp_path / "rep", failures=[("c1", "predict: out of memory")])
+    assert "c1" in res.html.read_text()
+    assert res.n_cases == 0
+    assert pd.read_csv(res.summary_csv).empty
+
+
+def test_cohort_without_ground_truth_gets_volumes_and_overlays(small_phantoms, tmp_path):
+    run = tmp_path / "run"
+    for case in ("phantom000", "phantom002"):
+        (run / case).mkdir(parents=True)
+        shutil.copy(small_phantoms / case / f"{case}_seg.nii.gz", run / case / f"{case}_seg.nii.gz")
+        shutil.copy(small_phantoms / case / f"{case}_t1ce.nii.gz", run / case / f"{case}_t1ce.nii.gz")
+        write_metrics_csv([evaluate_case(run / case / f"{case}_seg.nii.gz", None, case)],
+                          run / case / f"{case}_metrics.csv")
+    res = build_report(sorted(run.glob("*/*_metrics.csv")), tmp_path / "rep", run_dir=run)
+    summary = pd.read_csv(res.summary_csv)
+    assert set(summary["metric"]) == {"volume_pred_ml"} and summary["count"].tolist() == [2, 2, 2]
+    page = res.html.read_text()
+    assert page.count("overlay' src=") == 2 and page.count("box plots") == 3
+
+
+def test_summary_ignores_missing_cells():
+    cohort = pd.DataFrame({"case_id": ["a", "b", "c"], "dice_ET": [0.5, np.nan, 1.0], "extra": [1.0, 2.0, 3.0]})
+    s = summarise(cohort)
+    et = s[s.metric == "dice"].iloc[0]
+    assert (et["region"], et["count"], et["mean"]) == ("ET", 2, 0.75)
+    assert s[s.metric == "extra"].iloc[0]["region"] == ""
