@@ -150,3 +150,11 @@ def test_no_input_is_a_usage_error(cli, tmp_path):
     res = cli("convert", "--dicom", tmp_path / "empty", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "no DICOM image files" in res.output
     assert not os.path.exists(tmp_path / "o")
+
+
+def test_some_overrides_without_dicom_write_only_those(cli, tmp_path):
+    t2 = write_series(tmp_path / "t2", 4, PROTOCOLS["t2"])[0].parent
+    out = tmp_path / "out"
+    res = cli("convert", "--out", out, "--case-id", "Y", "--t2", t2)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.glob("Y_*")) == ["Y_t2.json", "Y_t2.nii.gz"]

@@ -384,11 +384,13 @@ def _write_case(tmp: Path, case_id: str, series: list[Series], override_series: 
     for mod, s in override_series.items():
         chosen[mod] = s
         problems.pop(mod, None)
+    if dicom is None:  # series named by hand only: write those, the caller has the others
+        problems = {}
     if problems:
         where = dicom if dicom is not None else next(iter(override_series.values())).folder
         hint = " (give the series with " + ", ".join(f"--{m}" for m in problems) + ")"
         raise InputError(where, "; ".join(problems[m] for m in MODALITIES if m in problems) + hint)
-    for mod in MODALITIES:
+    for mod in (m for m in MODALITIES if m in chosen):
         s = chosen[mod]
         s.chosen_as = mod + (" (override)" if override_series.get(mod) is s else "")
         _case_image(s, mod, tmp / f"{case_id}_{mod}.nii.gz")
