@@ -28,23 +28,27 @@ workflow {
         cases = INPUT_CHECK.out.cases
         transforms = INPUT_CHECK.out.transforms
         references = INPUT_CHECK.out.references
+        train_cases = cases
+        train_references = references
     }
     else {
         PHANTOM_INPUT(params.phantoms, params.phantoms_heldout)
         cases = PHANTOM_INPUT.out.heldout
         transforms = PHANTOM_INPUT.out.heldout_transforms
         references = PHANTOM_INPUT.out.heldout_references
+        train_cases = PHANTOM_INPUT.out.train
+        train_references = PHANTOM_INPUT.out.train_references
     }
 
     if (params.mode == 'train') {
-        GLIOCASCADE_TRAIN(cases, references)
+        GLIOCASCADE_TRAIN(trainable(train_cases), train_references)
     }
     else if (params.model) {
         models = channel.value(modelFolders(params.model))
         GLIOCASCADE_SEGMENT(cases, transforms, references, models)
     }
-    else if (params.phantoms) {
-        GLIOCASCADE_TRAIN(PHANTOM_INPUT.out.train, PHANTOM_INPUT.out.train_references)
+    else if (!params.input) {
+        GLIOCASCADE_TRAIN(train_cases, train_references)
         GLIOCASCADE_SEGMENT(cases, transforms, references, GLIOCASCADE_TRAIN.out.models.collect())
     }
     else {
@@ -62,4 +66,14 @@ def modelFolders(spec) {
         error("--model ${spec}: no model folder found")
     }
     return folders
+}
+
+// Training reads BraTS-layout case folders with <id>_seg: rows must be space=brats with a seg.
+def trainable(cases) {
+    return cases.map { meta, dir ->
+        if (meta.space != 'brats') {
+            error("--mode train: case ${meta.id} must be in BraTS space (space=brats) with its seg")
+        }
+        return [meta, dir]
+    }
 }

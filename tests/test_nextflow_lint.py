@@ -20,13 +20,23 @@ def _need_lint_driver() -> None:
         pytest.skip(f"DAG checks need the language-server driver, not found at {NF_LINT}")
 
 
-def test_every_nf_and_config_file_lints_clean():
+@pytest.fixture(scope="module")
+def entry_lint() -> subprocess.CompletedProcess:
+    """One language-server run: strict diagnostics of every file plus the entry workflow's DAG."""
+    _need_lint_driver()
+    return run_nf_lint("--strict", "--dag", "main.nf")
+
+
+def test_every_nf_and_config_file_lints_clean(request):
     found = linter()
     if found is None:
         pytest.skip(f"neither `nextflow` on PATH nor {NF_LINT}: no linter to run")
     name, cmd = found
     print(f"\nlinting with: {name}", file=sys.stderr)
-    res = subprocess.run(cmd + [str(ROOT)], capture_output=True, text=True, timeout=600)
+    if name.startswith("nextflow"):
+        res = subprocess.run(cmd + [str(ROOT)], capture_output=True, text=True, timeout=600)
+    else:
+        res = request.getfixturevalue("entry_lint")
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"{name} reported problems:\n{out[-6000:]}"
     if "diagnostics" in out:  # nf_lint.py's summary line: '-- N diagnostics, M files reported'
@@ -78,9 +88,9 @@ def test_input_workflow_converts_then_preprocesses():
     assert dag.before("CONVERT", "PREPROCESS")
 
 
-def test_entry_workflow_chains_input_train_and_segment():
-    _need_lint_driver()
-    dag = _dag("main.nf")
+def test_entry_workflow_chains_input_train_and_segment(entry_lint):
+    assert entry_lint.returncode == 0, entry_lint.stdout[-3000:]
+    dag = parse_mermaid(entry_lint.stdout)
     assert {"INPUT_CHECK", "PHANTOM_INPUT", "GLIOCASCADE_TRAIN", "GLIOCASCADE_SEGMENT"} <= set(dag.names.values())
     assert dag.before("INPUT_CHECK", "GLIOCASCADE_SEGMENT")
     assert dag.before("PHANTOM_INPUT", "GLIOCASCADE_TRAIN")
