@@ -57,7 +57,7 @@ def test_cli_threshold_option(cli, tmp_path):
 def _model_dir(tmp_path: Path, name: str, threshold: int | None) -> Path:
     d = tmp_path / name
     d.mkdir()
-    card = {"config": {"name": "tiny"}, "weights": {"checkpoint.pt": "ab" * 32}}
+    card = {"format": "gliocascade-model", "config": {"name": "tiny"}, "sha256": {"checkpoint.pt": "ab" * 32}}
     if threshold is not None:
         card["et_threshold"] = threshold
     (d / "model.json").write_text(json.dumps(card))

@@ -14,7 +14,7 @@ from gliocascade.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")
-def random_tiny_model(tmp_path_factory) -> Path:
+def snapshot_tiny_model(tmp_path_factory) -> Path:
     """A `tiny` model folder with random weights and two snapshots (fast to build, not trained)."""
     from gliocascade.configs import load_config
     from gliocascade.model_io import write_model_folder
@@ -49,10 +49,10 @@ def _write_case(folder: Path, case_id: str, shape=(37, 33, 21), affine=None, see
     return folder
 
 
-def test_geometry_on_non_brats_grid(cli, tmp_path, random_tiny_model):
+def test_geometry_on_non_brats_grid(cli, tmp_path, snapshot_tiny_model):
     case = _write_case(tmp_path / "folder_name_differs", "caseA")
     out = tmp_path / "out"
-    res = cli("predict", "--case", case, "--model", random_tiny_model, "--out", out, "--tta", "2", "--device", "cpu",
+    res = cli("predict", "--case", case, "--model", snapshot_tiny_model, "--out", out, "--tta", "2", "--device", "cpu",
               "--save-probabilities")
     assert res.exit_code == 0, res.output
     ref = nib.load(case / "caseA_t1ce.nii.gz")
@@ -76,17 +76,17 @@ def test_geometry_on_non_brats_grid(cli, tmp_path, random_tiny_model):
     assert not box.all() and not p[~box].any() and p[box].any()
     prov = json.loads((out / "provenance_predict.json").read_text())
     assert prov["parameters"]["tta"] == 2 and prov["parameters"]["device"] == "cpu"
-    model_json = json.loads((random_tiny_model / "model.json").read_text())
+    model_json = json.loads((snapshot_tiny_model / "model.json").read_text())
     assert prov["models"][0]["weights_sha256"] == model_json["sha256"]
     assert prov["passes"] == 2 and prov["timings_s"]["inference_s"] > 0
     assert set(prov["inputs"]) == set(MODALITIES)
 
 
-def test_2023_names_and_convention(cli, tmp_path, random_tiny_model):
+def test_2023_names_and_convention(cli, tmp_path, snapshot_tiny_model):
     case = _write_case(tmp_path / "c", "BraTS-X-1", names="2023", affine=np.diag([-1.0, -1.0, 1.0, 1.0]))
     out19, out23 = tmp_path / "o19", tmp_path / "o23"
     for out, conv in ((out19, "2019"), (out23, "2023")):
-        res = cli("predict", "--case", case, "--model", random_tiny_model, "--out", out, "--tta", "1",
+        res = cli("predict", "--case", case, "--model", snapshot_tiny_model, "--out", out, "--tta", "1",
                   "--device", "cpu", "--label-convention", conv)
         assert res.exit_code == 0, res.output
     a = np.asarray(nib.load(out19 / "BraTS-X-1_pred.nii.gz").dataobj)
@@ -95,7 +95,7 @@ def test_2023_names_and_convention(cli, tmp_path, random_tiny_model):
     assert not (b == 4).any()
 
 
-def test_cases_folder_loads_models_once(cli, tmp_path, random_tiny_model, monkeypatch):
+def test_cases_folder_loads_models_once(cli, tmp_path, snapshot_tiny_model, monkeypatch):
     import gliocascade.model_io as model_io
 
     root = tmp_path / "cases"
@@ -104,7 +104,7 @@ def test_cases_folder_loads_models_once(cli, tmp_path, random_tiny_model, monkey
     calls = []
     real = model_io.load_model
     monkeypatch.setattr(model_io, "load_model", lambda *a, **k: calls.append(a) or real(*a, **k))
-    res = cli("predict", "--cases", root, "--model", random_tiny_model, "--model", random_tiny_model,
+    res = cli("predict", "--cases", root, "--model", snapshot_tiny_model, "--model", snapshot_tiny_model,
               "--out", tmp_path / "out", "--tta", "1", "--device", "cpu")
     assert res.exit_code == 0, res.output
     assert len(calls) == 2  # once per --model, not per case
@@ -114,7 +114,7 @@ def test_cases_folder_loads_models_once(cli, tmp_path, random_tiny_model, monkey
         assert prov["passes"] == 2  # two model folders, one pass each
 
 
-def test_brainmask_limits_the_crop(tmp_path, random_tiny_model):
+def test_brainmask_limits_the_crop(tmp_path, snapshot_tiny_model):
     from gliocascade.io import write_labels
     from gliocascade.predict import load_models, predict_case
 
@@ -122,7 +122,7 @@ def test_brainmask_limits_the_crop(tmp_path, random_tiny_model):
     mask = np.zeros((32, 32, 24), np.uint8)
     mask[8:20, 6:25, 5:15] = 1
     write_labels(case / "m1_brainmask.nii.gz", mask, np.eye(4))
-    models = load_models([random_tiny_model], "cpu")
+    models = load_models([snapshot_tiny_model], "cpu")
     images = {m: case / f"m1_{m}.nii.gz" for m in MODALITIES}
     predict_case(images, "m1", models, tmp_path / "o", tta=1, device="cpu", brainmask=case / "m1_brainmask.nii.gz",
                  save_probabilities=True)
@@ -145,29 +145,29 @@ def _expect_input_error(cli, tmp_path, case, model, needle: str):
     return lines[0]
 
 
-def test_missing_modality(cli, tmp_path, random_tiny_model):
+def test_missing_modality(cli, tmp_path, snapshot_tiny_model):
     case = _write_case(tmp_path / "c", "c1", shape=(16, 16, 16))
     (case / "c1_flair.nii.gz").unlink()
-    line = _expect_input_error(cli, tmp_path, case, random_tiny_model, "flair")
+    line = _expect_input_error(cli, tmp_path, case, snapshot_tiny_model, "flair")
     assert "c1_flair.nii.gz" in line
 
 
-def test_grids_differ(cli, tmp_path, random_tiny_model):
+def test_grids_differ(cli, tmp_path, snapshot_tiny_model):
     case = _write_case(tmp_path / "c", "c1", shape=(16, 16, 16))
     img = nib.load(case / "c1_t2.nii.gz")
     aff = img.affine.copy()
     aff[0, 3] += 2.0
     write_image(case / "c1_t2.nii.gz", np.asarray(img.dataobj), aff)
-    _expect_input_error(cli, tmp_path, case, random_tiny_model, "c1_t2.nii.gz")
+    _expect_input_error(cli, tmp_path, case, snapshot_tiny_model, "c1_t2.nii.gz")
 
 
-def test_nan_voxels(cli, tmp_path, random_tiny_model):
+def test_nan_voxels(cli, tmp_path, snapshot_tiny_model):
     case = _write_case(tmp_path / "c", "c1", shape=(16, 16, 16))
     img = nib.load(case / "c1_t1.nii.gz")
     arr = np.asarray(img.dataobj).astype(np.float32)
     arr[3, 4, 5] = np.nan
     write_image(case / "c1_t1.nii.gz", arr, img.affine)
-    line = _expect_input_error(cli, tmp_path, case, random_tiny_model, "NaN")
+    line = _expect_input_error(cli, tmp_path, case, snapshot_tiny_model, "NaN")
     assert "c1_t1.nii.gz" in line
 
 
@@ -178,12 +178,12 @@ def test_model_without_model_json(cli, tmp_path):
     _expect_input_error(cli, tmp_path, case, empty, "model.json")
 
 
-def test_checkpoint_hash_differs(cli, tmp_path, random_tiny_model):
+def test_checkpoint_hash_differs(cli, tmp_path, snapshot_tiny_model):
     import shutil
 
     case = _write_case(tmp_path / "c", "c1", shape=(16, 16, 16))
     model = tmp_path / "model_copy"
-    shutil.copytree(random_tiny_model, model)
+    shutil.copytree(snapshot_tiny_model, model)
     snap = sorted((model / "snapshots").glob("*.pt"))[0]
     data = bytearray(snap.read_bytes())
     data[-10] ^= 0xFF
@@ -192,6 +192,6 @@ def test_checkpoint_hash_differs(cli, tmp_path, random_tiny_model):
     assert snap.name in line
 
 
-def test_case_and_cases_exclusive(cli, tmp_path, random_tiny_model):
-    res = cli("predict", "--model", random_tiny_model, "--out", tmp_path / "o")
+def test_case_and_cases_exclusive(cli, tmp_path, snapshot_tiny_model):
+    res = cli("predict", "--model", snapshot_tiny_model, "--out", tmp_path / "o")
     assert res.exit_code == 2 and "--case" in res.output

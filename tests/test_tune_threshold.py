@@ -41,7 +41,7 @@ def test_best_threshold_known():
 def _model_dir(root: Path, name: str) -> Path:
     d = root / name
     d.mkdir()
-    (d / "model.json").write_text(json.dumps({"config": {"name": "tiny"}, "sha256": {"checkpoint.pt": "0" * 64},
+    (d / "model.json").write_text(json.dumps({"format": "gliocascade-model", "config": {"name": "tiny"}, "sha256": {"checkpoint.pt": "0" * 64},
                                               "et_threshold": 999}))
     return d
 

@@ -35,13 +35,9 @@ def relabel_small_et(labels: np.ndarray, et_threshold: int, convention: str = "2
 
 
 def _read_model_json(folder: Path) -> dict:
-    path = Path(folder) / "model.json"
-    if not path.is_file():
-        raise InputError(path, "model folder has no model.json")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(path, f"not readable JSON ({exc})") from None
+    from .model_io import read_model_json
+
+    return read_model_json(folder)
 
 
 def threshold_from_models(models: Iterable[Path]) -> int | None:
