@@ -48,3 +48,19 @@ def small_phantoms(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("phantoms_small")
     write_phantoms(out, n=4, seed=0, shape=(64, 64, 48))
     return out
+
+
+@pytest.fixture(scope="session")
+def random_tiny_model(tmp_path_factory) -> Path:
+    """A `tiny` model folder with random weights (seed 0): for geometry/orchestration tests, not accuracy."""
+    import torch
+
+    from gliocascade.configs import load_config
+    from gliocascade.model_io import write_model_folder
+    from gliocascade.networks import build_cascade
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("random_tiny_model") / "model"
+    write_model_folder(folder, cfg, build_cascade(cfg).state_dict(), [], {"data": "random weights (tests)"})
+    return folder

@@ -22,22 +22,6 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def run_model(tmp_path_factory) -> Path:
-    """A tiny-config model folder (random weights: this test checks orchestration, not accuracy)."""
-    import torch
-
-    from gliocascade.configs import load_config
-    from gliocascade.model_io import write_model_folder
-    from gliocascade.networks import build_cascade
-
-    cfg = load_config("tiny")
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("run_model") / "model"
-    write_model_folder(folder, cfg, build_cascade(cfg).state_dict(), [], {"data": "random weights for tests"})
-    return folder
-
-
 @pytest.fixture
 def six_cases(tmp_path) -> tuple[Path, list[str], Path]:
     """Six phantoms listed in a samplesheet with relative paths; case BAD has a truncated T2."""
@@ -55,10 +39,10 @@ def six_cases(tmp_path) -> tuple[Path, list[str], Path]:
     return sheet, [c.name for c in cases], bad_t2
 
 
-def test_run_six_cases_one_corrupt_then_resume(six_cases, run_model, tmp_path, cli):
+def test_run_six_cases_one_corrupt_then_resume(six_cases, random_tiny_model, tmp_path, cli):
     sheet, ids, bad_t2 = six_cases
     out = tmp_path / "out"
-    args = ("run", "--samplesheet", sheet, "--model", run_model, "--out", out, "--workers", "2",
+    args = ("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--workers", "2",
             "--tta", "1", "--device", "cpu")
     result = cli(*args)
     assert result.exit_code == 1, result.output
