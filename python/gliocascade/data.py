@@ -24,3 +24,156 @@ def zscore(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         mean, std = vals.mean(), vals.std()
         out[c][brain] = ((vals - mean) / (std if std > 0 else 1.0)).astype(np.float32)
     return out
+
+
+# --------------------------------------------------------------------------- cases
+
+import logging  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .errors import InputError  # noqa: E402
+from .io import MODALITIES, Case, check_same_grid, discover_case, read_image, read_labels, read_samplesheet  # noqa: E402
+from .labels import labels_to_regions  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Volume:
+    """One training case in memory: z-scored images (4, X, Y, Z) float32 and regions (3, X, Y, Z) uint8."""
+
+    case_id: str
+    images: np.ndarray
+    regions: np.ndarray
+
+
+def cases_from_folder(folder: str | Path, label_convention: str | None = None) -> list[Case]:
+    """Every case folder below ``folder``; a folder that is not a complete case with a seg is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(folder, "data folder not found")
+    subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subs:
+        raise InputError(folder, "data folder holds no case folders")
+    cases = []
+    for sub in subs:
+        case = discover_case(sub)  # raises naming the missing modality
+        if case.seg is None:
+            raise InputError(sub, f"case {case.case_id} has no segmentation (<id>_seg.nii.gz) to train on")
+        if label_convention:
+            case.label_convention = str(label_convention)
+        cases.append(case)
+    return cases
+
+
+def cases_from_samplesheet(path: str | Path, label_convention: str | None = None) -> list[Case]:
+    """Rows of a samplesheet as training cases: each needs t1,t1ce,t2,flair in BraTS space and a seg."""
+    cases = []
+    for row in read_samplesheet(path):
+        if row.problems:
+            raise InputError(path, f"case {row.case_id}: {row.problems[0]}")
+        if row.dicom_dir is not None:
+            raise InputError(path, f"case {row.case_id}: training needs preprocessed NIfTI images, not dicom_dir")
+        if row.seg is None:
+            raise InputError(path, f"case {row.case_id}: no seg given (training needs a seg column)")
+        case = row.to_case()
+        if label_convention:
+            case.label_convention = str(label_convention)
+        cases.append(case)
+    return cases
+
+
+def load_volume(case: Case) -> Volume:
+    """Read, check (same grid, labels of the convention) and normalise one case."""
+    ref_path = case.images["t1ce"]
+    ref = read_image(ref_path)
+    arrays = []
+    for mod in MODALITIES:
+        path = case.images.get(mod)
+        if path is None:
+            raise InputError(ref_path.parent / f"{case.case_id}_{mod}.nii.gz", f"modality {mod} missing for case {case.case_id}")
+        img = ref if mod == "t1ce" else read_image(path)
+        check_same_grid(ref_path, ref, path, img)
+        arrays.append(img[0])
+    mask = None
+    mask_path = case.extra.get("brainmask") if case.extra else None
+    if mask_path:
+        m = read_image(mask_path)
+        check_same_grid(ref_path, ref, mask_path, m)
+        mask = m[0] > 0
+    labels = None
+    if case.seg is not None:
+        lab = read_labels(case.seg, case.label_convention)
+        check_same_grid(ref_path, ref, case.seg, (lab[0], lab[1]))
+        labels = lab[0]
+    images = zscore(np.stack(arrays), mask)
+    regions = (labels_to_regions(labels, case.label_convention).astype(np.uint8) if labels is not None
+               else np.zeros((3, *images.shape[1:]), dtype=np.uint8))
+    return Volume(case.case_id, images, regions)
+
+
+# --------------------------------------------------------------------------- augmentation
+
+def random_crop(images: np.ndarray, regions: np.ndarray, size: tuple[int, int, int] | list[int],
+                rng: np.random.Generator, fg_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A random ``size`` crop of (C, X, Y, Z) arrays; axes shorter than ``size`` are zero-padded first.
+
+    With probability ``fg_prob`` the crop is centred (as far as the bounds allow) on a random
+    tumour voxel, so that small crops of small tumours still see tumour.
+    """
+    size = tuple(int(s) for s in size)
+    pad = [(0, 0)] + [((s - n) // 2, s - n - (s - n) // 2) if n < s else (0, 0) for n, s in zip(images.shape[1:], size)]
+    if any(p != (0, 0) for p in pad):
+        images = np.pad(images, pad)
+        regions = np.pad(regions, pad)
+    shape = images.shape[1:]
+    hi = [n - s for n, s in zip(shape, size)]
+    if fg_prob > 0 and rng.random() < fg_prob and regions[0].any():
+        fg = np.argwhere(regions[0])
+        centre = fg[rng.integers(len(fg))]
+        start = [int(np.clip(c - s // 2, 0, h)) for c, s, h in zip(centre, size, hi)]
+    else:
+        start = [int(rng.integers(0, h + 1)) for h in hi]
+    sl = (slice(None),) + tuple(slice(a, a + s) for a, s in zip(start, size))
+    return images[sl], regions[sl]
+
+
+def random_flip(images: np.ndarray, regions: np.ndarray, rng: np.random.Generator,
+                p: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Flip images and regions together along each spatial axis with probability ``p``."""
+    for axis in (1, 2, 3):
+        if rng.random() < p:
+            images = np.flip(images, axis)
+            regions = np.flip(regions, axis)
+    return images, regions
+
+
+def intensity_augment(images: np.ndarray, rng: np.random.Generator, shift: float = 0.1,
+                      scale: tuple[float, float] = (0.9, 1.1)) -> np.ndarray:
+    """Per channel: x * U(0.9, 1.1) + U(-0.1, 0.1) * std(x over the brain); outside the brain stays 0."""
+    out = np.array(images, dtype=np.float32, copy=True)
+    brain = np.any(out != 0, axis=0)
+    for c in range(out.shape[0]):
+        s = rng.uniform(*scale)
+        vals = out[c][brain]
+        std = float(vals.std()) if vals.size else 0.0
+        out[c][brain] = vals * np.float32(s) + np.float32(rng.uniform(-shift, shift) * std)
+    return out
+
+
+def augment(volume: Volume, crop: list[int] | tuple[int, int, int], rng: np.random.Generator,
+            fg_prob: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's training augmentation: random crop, random flips, intensity shift and scale."""
+    images, regions = random_crop(volume.images, volume.regions, crop, rng, fg_prob)
+    images, regions = random_flip(images, regions, rng)
+    images = intensity_augment(images, rng)
+    return np.ascontiguousarray(images), np.ascontiguousarray(regions)
+
+
+def pad_to_multiple(array: np.ndarray, divisor: int) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Zero-pad the spatial axes of (C, X, Y, Z) up to multiples of ``divisor``; returns the crop back."""
+    shape = array.shape[1:]
+    target = [int(np.ceil(n / divisor) * divisor) for n in shape]
+    pad = [(0, 0)] + [(0, t - n) for n, t in zip(shape, target)]
+    return np.pad(array, pad), (slice(None),) + tuple(slice(0, n) for n in shape)

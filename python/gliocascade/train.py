@@ -1,0 +1,255 @@
+"""`gliocascade train`: end-to-end training of the cascade with the paper's schedule and resumable checkpoints.
+
+Each epoch ends with an atomic checkpoint (model, optimiser, schedule and every RNG state, as
+tensors and plain values only), so a killed run resumed with ``--resume`` finishes with exactly the
+weights an uninterrupted run would have. The last epochs are kept as snapshots for the snapshot
+ensemble at inference, and ``model.json`` is rewritten after every epoch so the folder is always usable.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .configs import load_config
+from .data import Volume, augment, cases_from_folder, cases_from_samplesheet, load_volume, pad_to_multiple
+from .errors import InputError
+from .io import Case, atomic_path
+from .losses import cascade_loss, soft_dice
+from .model_io import (CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights,
+                       write_model_json)
+from .networks import build_cascade
+
+log = logging.getLogger(__name__)
+LOG_COLUMNS = ["epoch", "lr", "loss", "loss_stage1", "loss_stage2", "loss_stage2_aux",
+               "val_dice_WT", "val_dice_TC", "val_dice_ET", "seconds"]
+
+
+# --------------------------------------------------------------------------- schedule and split
+
+def learning_rate(epoch: int, epochs: int, base_lr: float, warmup: int, power: float = 0.9) -> float:
+    """LR of 0-based ``epoch``: linear warm-up over ``warmup`` epochs, then Eq. 3, lr0 (1 - e/N)^0.9."""
+    if epoch < warmup:
+        return base_lr * (epoch + 1) / warmup
+    return base_lr * (1.0 - epoch / epochs) ** power
+
+
+def make_split(case_ids: list[str], fold: int | None, folds: int, seed: int) -> dict[str, Any]:
+    """Seeded k-fold split of the case ids; with ``fold`` None every case trains and none validates."""
+    ids = sorted(case_ids)
+    if fold is None:
+        return {"fold": None, "folds": None, "seed": seed, "train": ids, "val": []}
+    if fold >= folds:
+        raise InputError(None, f"--fold {fold} must be below --folds {folds}")
+    if folds > len(ids):
+        raise InputError(None, f"--folds {folds} needs at least {folds} cases, got {len(ids)}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    parts = np.array_split(order, folds)
+    val = sorted(ids[i] for i in parts[fold])
+    return {"fold": fold, "folds": folds, "seed": seed, "train": [i for i in ids if i not in val], "val": val}
+
+
+# --------------------------------------------------------------------------- RNG state as plain values
+
+def rng_state(np_rng: np.random.Generator) -> dict[str, Any]:
+    """Every RNG state as tensors/strings, loadable with ``torch.load(weights_only=True)``."""
+    py = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": json.dumps(np_rng.bit_generator.state),
+            "python_version": int(py[0]), "python": torch.tensor(py[1], dtype=torch.int64),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng(state: dict[str, Any], np_rng: np.random.Generator) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np_rng.bit_generator.state = json.loads(state["numpy"])
+    random.setstate((state["python_version"], tuple(int(v) for v in state["python"].tolist()), None))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def predict_regions(model: torch.nn.Module, images: np.ndarray, divisor: int,
+                    device: torch.device | str = "cpu") -> np.ndarray:
+    """Stage-2 probabilities (3, X, Y, Z) of a whole z-scored volume (padded to the divisor)."""
+    model.eval()
+    padded, crop = pad_to_multiple(images, divisor)
+    x = torch.from_numpy(padded[None]).to(device)
+    prob = model(x)["stage2"][0].float().cpu().numpy()
+    return prob[crop]
+
+
+def validation_dice(model: torch.nn.Module, volumes: list[Volume], divisor: int,
+                    device: torch.device | str = "cpu") -> list[float]:
+    """Mean hard Dice (threshold 0.5) per region over whole validation volumes (NaN without any)."""
+    if not volumes:
+        return [float("nan")] * 3
+    scores = []
+    for v in volumes:
+        pred = torch.from_numpy(predict_regions(model, v.images, divisor, device) > 0.5)[None].float()
+        scores.append(soft_dice(pred, torch.from_numpy(v.regions)[None].float(), eps=1e-8))
+    d = torch.stack(scores).mean(0)
+    # both empty counts as perfect agreement (BraTS convention)
+    return [1.0 if torch.isnan(x) else float(x) for x in d]
+
+
+# --------------------------------------------------------------------------- training
+
+def _cases(data: Path | None, samplesheet: Path | None, label_convention: str | None) -> list[Case]:
+    if (data is None) == (samplesheet is None):
+        raise InputError(None, "give exactly one of --data or --samplesheet")
+    if data is not None:
+        return cases_from_folder(data, label_convention)
+    return cases_from_samplesheet(samplesheet, label_convention)
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if int(r["epoch"]) <= upto]
+
+
+def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | None = None,
+          fold: int | None = None, folds: int = 5, seed: int = 0, resume: bool = False,
+          device: str = "auto", amp: bool | None = None, checkpointing: bool | None = None,
+          steps_per_epoch: int | None = None, source: str = "", progress: bool = True) -> Path:
+    """Train the cascade on ``cases`` into the model folder ``out``; returns ``out``.
+
+    Every case is read and checked before the first step, so bad input fails fast.
+    """
+    out = Path(out)
+    cfg = dict(config)
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda requested but CUDA is not available")
+    ckpt_path = out / CHECKPOINT
+    state = None
+    if resume:
+        if not ckpt_path.is_file():
+            raise InputError(ckpt_path, "nothing to resume: no checkpoint")
+        state = load_weights(ckpt_path, cfg)
+        epochs = int(epochs or state["epochs"])
+        seed = int(state["seed"])
+    elif ckpt_path.exists():
+        raise InputError(ckpt_path, "a checkpoint exists already (use --resume, or another --out)")
+    epochs = int(epochs or cfg["epochs"])
+    cfg["epochs"] = epochs
+    split = make_split([c.case_id for c in cases], fold, folds, seed)
+    if state is not None and json.loads(state["split"]) != split:
+        raise InputError(ckpt_path, "checkpoint was trained on another split (cases, fold or seed differ)")
+    by_id = {c.case_id: c for c in cases}
+    volumes = {cid: load_volume(by_id[cid]) for cid in split["train"] + split["val"]}
+    train_vols = [volumes[c] for c in split["train"]]
+    val_vols = [volumes[c] for c in split["val"]]
+    if not train_vols:
+        raise InputError(None, "no training cases")
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np_rng = np.random.default_rng(seed)
+    model = build_cascade(cfg)
+    model.set_checkpointing(bool(cfg["checkpointing"] if checkpointing is None else checkpointing))
+    channels_last = dev.type == "cpu"  # oneDNN's fast 3D kernels on CPU, even at batch 1
+    model = model.to(dev, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+    use_amp = (dev.type == "cuda") if amp is None else bool(amp)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    start = 0
+    log_rows: list[dict[str, Any]] = []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        restore_rng(state["rng"], np_rng)
+        start = int(state["epoch"])
+        log_rows = _read_log(out / "train_log.csv", start)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SNAPSHOT_DIR).mkdir(exist_ok=True)
+    with atomic_path(out / "split.json") as tmp:
+        tmp.write_text(json.dumps(split, indent=2) + "\n")
+
+    steps = int(steps_per_epoch or max(1, int(np.ceil(len(train_vols) / cfg["batch_size"]))))
+    bs = int(cfg["batch_size"])
+    keep = int(cfg["snapshots"])
+    card = {"label_convention": sorted({by_id[c].label_convention for c in split["train"]})[0],
+            "split": split,
+            "source": source, "n_train": len(train_vols), "n_val": len(val_vols),
+            "label_conventions": {c: by_id[c].label_convention for c in split["train"] + split["val"]},
+            "epochs": epochs, "seed": seed, "steps_per_epoch": steps, "device": str(dev),
+            "amp": use_amp, "torch": torch.__version__}
+    for epoch in range(start, epochs):
+        t0 = time.time()
+        lr = learning_rate(epoch, epochs, cfg["lr"], cfg["warmup_epochs"], cfg["poly_power"])
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{epochs}", leave=False, disable=not progress or None)
+        for _ in bar:
+            picks = np_rng.integers(0, len(train_vols), size=bs)
+            batch = [augment(train_vols[i], cfg["crop"], np_rng, float(cfg["fg_crop_prob"])) for i in picks]
+            x = torch.from_numpy(np.stack([b[0] for b in batch])).to(dev)
+            y = torch.from_numpy(np.stack([b[1] for b in batch])).to(dev)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                outputs = model(x)
+            loss, parts = cascade_loss(outputs, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in {"loss": float(loss.detach()), **parts}.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        val = validation_dice(model, val_vols, cfg["divisor"], dev)
+        row = {"epoch": epoch + 1, "lr": lr, "loss": sums["loss"] / steps,
+               "loss_stage1": sums["stage1"] / steps, "loss_stage2": sums["stage2"] / steps,
+               "loss_stage2_aux": sums.get("stage2_aux", 0.0) / steps,
+               "val_dice_WT": val[0], "val_dice_TC": val[1], "val_dice_ET": val[2],
+               "seconds": round(time.time() - t0, 3)}
+        log_rows.append(row)
+        log.info("epoch %d/%d loss %.4f val Dice WT %.3f TC %.3f ET %.3f", epoch + 1, epochs, row["loss"], *val)
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        if epoch + 1 > epochs - keep:
+            save_weights(out / SNAPSHOT_DIR / f"{epoch + 1:03d}.pt", {"model": weights, "epoch": epoch + 1}, cfg)
+        checkpoint = {"model": weights, "optimizer": opt.state_dict(), "epoch": epoch + 1, "epochs": epochs,
+                      "seed": seed, "scheduler": {"epoch": epoch + 1, "lr": lr, "warmup_epochs": cfg["warmup_epochs"],
+                                                  "power": cfg["poly_power"], "base_lr": cfg["lr"]},
+                      "rng": rng_state(np_rng), "split": json.dumps(split)}
+        save_weights(ckpt_path, checkpoint, cfg)
+        _write_log(out / "train_log.csv", log_rows)
+        snaps = sorted(p.name for p in (out / SNAPSHOT_DIR).glob("*.pt")
+                       if epochs - keep < int(p.stem) <= epoch + 1)
+        card["val_dice"] = dict(zip(("WT", "TC", "ET"), val))
+        write_model_json(out, cfg, card, CHECKPOINT, [f"{SNAPSHOT_DIR}/{n}" for n in snaps])
+    return out
+
+
+def train_command(data: Path | None, samplesheet: Path | None, out: Path, config: str, epochs: int | None,
+                  fold: int | None, folds: int, seed: int, resume: bool, device: str,
+                  label_convention: str | None, amp: bool | None, checkpointing: bool | None,
+                  steps_per_epoch: int | None) -> int:
+    """CLI body of ``gliocascade train``."""
+    cfg = load_config(config)
+    cases = _cases(data, samplesheet, label_convention)
+    train(cases, out, cfg, epochs=epochs, fold=fold, folds=folds, seed=seed, resume=resume, device=device,
+          amp=amp, checkpointing=checkpointing, steps_per_epoch=steps_per_epoch,
+          source=str(data or samplesheet))
+    return 0
