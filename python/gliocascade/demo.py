@@ -65,12 +65,21 @@ def write_samplesheet(path: Path, cases: list[Path]) -> Path:
     return path
 
 
+def trained_epochs(model: Path) -> int:
+    """Epochs finished in ``model`` (train_log.csv gets a row after each epoch's checkpoint)."""
+    log_csv = model / "train_log.csv"
+    if not log_csv.is_file():
+        return 0
+    with open(log_csv, newline="") as fh:
+        return max((int(r["epoch"]) for r in csv.DictReader(fh)), default=0)
+
+
 def train_model(data: Path, model: Path, settings: DemoSettings) -> Path:
     """Train `tiny` on the training phantoms (skipped when the model folder is complete)."""
     from .train import train_command
 
-    if (model / "model.json").is_file():
-        log.info("demo: model %s exists, training skipped", model)
+    if trained_epochs(model) >= settings.epochs:
+        log.info("demo: model %s is trained, training skipped", model)
         return model
     resume = (model / "checkpoint.pt").is_file()
     code = train_command(data=data, samplesheet=None, out=model, config="tiny", epochs=settings.epochs,
