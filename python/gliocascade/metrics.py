@@ -90,13 +90,16 @@ def _hd95_cropped(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...])
     if has_pred != has_ref:
         return BRATS_DIAGONAL_MM
     sampling = np.asarray(spacing, dtype=np.float64)
-    pred_pts = np.argwhere(_border(pred)) * sampling
-    ref_pts = np.argwhere(_border(ref)) * sampling
+    pred_border, ref_border = _border(pred), _border(ref)
+    shared = pred_border & ref_border  # border voxels of both: distance exactly 0, no search needed
+    n_shared = int(np.count_nonzero(shared))
+    pred_pts = np.argwhere(pred_border) * sampling
+    ref_pts = np.argwhere(ref_border) * sampling
     # Exact nearest-border distances; a k-d tree costs O(border log border) where a distance
     # transform costs the whole box, which is large for scattered lesions (metastases).
-    to_ref = cKDTree(ref_pts).query(pred_pts, k=1)[0]
-    to_pred = cKDTree(pred_pts).query(ref_pts, k=1)[0]
-    return float(np.percentile(np.hstack((to_ref, to_pred)), 95))
+    to_ref = cKDTree(ref_pts).query(np.argwhere(pred_border & ~shared) * sampling, k=1)[0]
+    to_pred = cKDTree(pred_pts).query(np.argwhere(ref_border & ~shared) * sampling, k=1)[0]
+    return float(np.percentile(np.hstack((np.zeros(2 * n_shared), to_ref, to_pred)), 95))
 
 
 def _region_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...], n_voxels: int) -> dict:
