@@ -154,6 +154,15 @@ def params_defaults(config: Path = ROOT / "nextflow.config") -> dict[str, str | 
     return out
 
 
+def profile_params(profile: str, config: Path = ROOT / "nextflow.config") -> dict[str, str]:
+    """The `params.x = value` settings of one profile of nextflow.config."""
+    text = config.read_text()
+    m = re.search(rf"^    {profile} \{{\n(.*?)^    \}}", text, re.M | re.S)
+    body = m.group(1) if m else ""
+    return {mm.group(1): mm.group(2).strip("'\"")
+            for mm in re.finditer(r"params\.(\w+)\s*=\s*(.+?)\s*$", body, re.M)}
+
+
 def modules_config(config: Path = ROOT / "conf" / "modules.config") -> dict[str, dict[str, str]]:
     """withName selector -> {'args': GString text, 'prefix': value} from conf/modules.config."""
     text = config.read_text()
@@ -189,10 +198,12 @@ def interpolate(text: str, values: dict[str, str]) -> str:
     return text.replace("\\$", "$")
 
 
-def sample_values(module: Module, process_name: str | None = None) -> dict[str, str]:
-    """Sample values for one module: meta, params defaults, ext.args/prefix, inputs, helpers."""
+def sample_values(module: Module, process_name: str | None = None,
+                  profile: str | None = None) -> dict[str, str]:
+    """Sample values for one module: meta, params (defaults or a profile's), ext.args/prefix, inputs."""
     conf = modules_config().get(process_name or module.name, {})
-    params = {f"params.{k}": v for k, v in params_defaults().items() if v is not None}
+    settings = {**params_defaults(), **(profile_params(profile) if profile else {})}
+    params = {f"params.{k}": v for k, v in settings.items() if v is not None}
     meta = {f"meta.{k}": v for k, v in SAMPLE_META.items()}
     base = {**params, **meta}
     args = interpolate(conf.get("args", ""), base)
@@ -215,7 +226,8 @@ def command_line(shell: str) -> str:
     return calls[0]
 
 
-def check_contract(module_path: Path, process_name: str | None = None) -> list[str]:
+def check_contract(module_path: Path, process_name: str | None = None,
+                   profile: str | None = None) -> list[str]:
     """Parses the module's command line (sample values substituted) with the click CLI.
 
     Returns the argv that was parsed; raises click.ClickException / UsageError on drift.
@@ -223,7 +235,7 @@ def check_contract(module_path: Path, process_name: str | None = None) -> list[s
     from gliocascade.cli import main
 
     module = parse_module(module_path)
-    values = sample_values(module, process_name)
+    values = sample_values(module, process_name, profile)
     argv = shlex.split(interpolate(command_line(module.script), values))
     assert argv[0] == "gliocascade"
     name, rest = argv[1], argv[2:]

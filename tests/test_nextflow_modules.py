@@ -43,6 +43,17 @@ def test_module_command_parses_against_the_cli(path):
     assert argv[1] == path.parent.name.replace("_", "-")
 
 
+@pytest.mark.parametrize("path", MODULE_PATHS, ids=IDS)
+@pytest.mark.parametrize("profile", ["test", "gpu"])
+def test_module_command_parses_with_profile_params(path, profile):
+    """Profiles change ext.args through params (test: tiny training, CPU; gpu: --device cuda)."""
+    argv = check_contract(path, profile=profile)
+    if path.parent.name == "train" and profile == "test":
+        assert argv[argv.index("--epochs") + 1] == "2" and argv[argv.index("--config") + 1] == "tiny"
+    if path.parent.name == "predict" and profile == "gpu":
+        assert argv[argv.index("--device") + 1] == "cuda"
+
+
 def test_aliased_process_options_parse_too():
     """PREDICT runs again as PREDICT_VALIDATION in train mode, with its own ext.args."""
     assert "PREDICT_VALIDATION" in modules_config()
