@@ -1,0 +1,170 @@
+"""CPU inference benchmark: the paper cascade's whole-brain forward on a real BraTS-space case.
+
+Measured in one run, each in its own child process (so peak memory is per network, from the
+child's rusage) with the same thread count (2 by default):
+  * a large fp32 matmul: the machine's practical peak GFLOP/s,
+  * the paper cascade (stage 1 + stage-2 decoder 1, eval mode), default layout (the eager fp32
+    reference) and the channels-last path that `predict` uses on CPU (cpu_speed.prepare),
+  * MONAI SegResNet (init_filters 16, 4 -> 3 channels) on the same input.
+The input is the real case z-scored, cropped to the brain box and padded to a multiple of 8,
+exactly as `predict` prepares it. Convolution FLOPs are counted with torch.utils.flop_counter on
+the meta device (no arithmetic). Each network runs once to warm up, then `--runs` timed forwards.
+
+    python benchmarks/predict_bench.py [--case DIR] [--threads 2] [--runs 1] [--out benchmarks/results/predict.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CASE = ROOT.parent / "shared" / "data" / "brats_space" / "BraTS-GLI-00001-000"
+NETWORKS = ("cascade_eager", "cascade_channels_last", "segresnet")
+
+
+def prepared_input(case_dir: Path) -> torch.Tensor:
+    """(1, 4, D, H, W): z-scored, cropped to the brain box, padded to a multiple of 8 (as predict)."""
+    from gliocascade.data import zscore
+    from gliocascade.inference import crop_pad, make_window
+    from gliocascade.io import discover_case
+    from gliocascade.predict import read_case
+
+    case = discover_case(case_dir)
+    inp = read_case(case.images, case.case_id)
+    window = make_window(np.all(inp.images != 0, axis=0), 8)
+    return torch.from_numpy(np.ascontiguousarray(crop_pad(zscore(inp.images), window)))[None]
+
+
+def build(name: str) -> torch.nn.Module:
+    if name.startswith("cascade"):
+        from gliocascade.configs import load_config
+        from gliocascade.networks import build_cascade
+
+        return build_cascade(load_config("paper")).eval()
+    from monai.networks.nets import SegResNet
+
+    return SegResNet(spatial_dims=3, init_filters=16, in_channels=4, out_channels=3).eval()
+
+
+def conv_gflop(name: str, shape: tuple[int, ...]) -> float:
+    """Convolution (and transposed convolution) GFLOP of one forward, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        net = build(name)
+        x = torch.empty(shape)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net(x)
+    counts = counter.get_flop_counts()["Global"]
+    return sum(v for op, v in counts.items() if "convolution" in str(op)) / 1e9
+
+
+def child_matmul(threads: int, n: int = 4096, reps: int = 5) -> dict:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return {"n": n, "seconds": best, "gflops": 2 * n ** 3 / best / 1e9}
+
+
+def child_network(name: str, case_dir: Path, threads: int, runs: int) -> dict:
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = prepared_input(case_dir)
+    net = build(name)
+    if name.startswith("cascade"):
+        from gliocascade.cpu_speed import prepare
+
+        runner = prepare([net], torch.device("cpu"), cpu_mode="eager" if name == "cascade_eager" else "channels_last")
+
+        def forward():
+            return runner(net, x)
+    else:
+        def forward():
+            return net(x)
+
+    times = []
+    with torch.inference_mode():
+        t = time.perf_counter()
+        forward()
+        warm = time.perf_counter() - t
+        for _ in range(runs):
+            t = time.perf_counter()
+            forward()
+            times.append(time.perf_counter() - t)
+    return {"shape": list(x.shape), "warmup_seconds": warm, "seconds": times}
+
+
+def run_child(args: list[str]) -> tuple[dict, float]:
+    """Run this script as a child; (its JSON result, its peak resident memory in GB)."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child {args} failed with exit code {proc.returncode}")
+    return json.loads(out), usage.ru_maxrss * 1024 / 1e9  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", type=Path, default=DEFAULT_CASE)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "predict.json")
+    ap.add_argument("--child", choices=("matmul", *NETWORKS), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "matmul":
+        print(json.dumps(child_matmul(args.threads)))
+        return
+    if args.child:
+        print(json.dumps(child_network(args.child, args.case, args.threads, args.runs)))
+        return
+
+    common = ["--case", str(args.case), "--threads", str(args.threads), "--runs", str(args.runs)]
+    matmul, _ = run_child(["--child", "matmul", *common])
+    peak = matmul["gflops"]
+    results = {}
+    for name in NETWORKS:
+        res, mem = run_child(["--child", name, *common])
+        gflop = conv_gflop(name, tuple(res["shape"]))
+        best = min(res["seconds"])
+        results[name] = {**res, "best_seconds": best, "conv_gflop": gflop, "gflops": gflop / best,
+                         "fraction_of_matmul_peak": gflop / best / peak, "peak_memory_gb": mem}
+        print(f"{name}: {best:.1f} s, {gflop / best:.1f} GFLOP/s, {gflop / best / peak:.0%} of matmul peak, "
+              f"{mem:.2f} GB", file=sys.stderr)
+    ref, fast, seg = results["cascade_eager"], results["cascade_channels_last"], results["segresnet"]
+    record = {
+        "case": args.case.name, "threads": args.threads, "runs": args.runs,
+        "input_shape": results["cascade_eager"]["shape"],
+        "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
+        "matmul": matmul, "networks": results,
+        "ratios": {
+            "channels_last_speedup_vs_eager": ref["best_seconds"] / fast["best_seconds"],
+            "cascade_over_segresnet_seconds": fast["best_seconds"] / seg["best_seconds"],
+            "cascade_over_segresnet_flops": fast["conv_gflop"] / seg["conv_gflop"],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(args.out)
+    print(json.dumps(record["ratios"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
