@@ -33,6 +33,7 @@ SAMPLE_VARS = {
     "atlas_arg": "--atlas atlas",
     "native_arg": "--native-transforms transforms",
     "gt_arg": "--gt reference/case01_seg.nii.gz",
+    "input_args": "--dicom study/case01",
 }
 
 

@@ -54,6 +54,18 @@ def test_module_command_parses_with_profile_params(path, profile):
         assert argv[argv.index("--device") + 1] == "cuda"
 
 
+def test_convert_with_series_folders_parses_too(monkeypatch):
+    """CONVERT takes a study folder, or one series folder per modality (its other branch)."""
+    import nfcheck
+
+    series = "--t1 series/t1/s2 --t1ce series/t1ce/s5 --t2 series/t2/s3 --flair series/flair/s4"
+    monkeypatch.setitem(nfcheck.SAMPLE_VARS, "input_args", series)
+    argv = check_contract(MODULES / "convert" / "main.nf")
+    assert "--dicom" not in argv and argv[argv.index("--t1ce") + 1] == "series/t1ce/s5"
+    text = (MODULES / "convert" / "main.nf").read_text()
+    assert f'"{series.replace("series/t1/s2", "${t1}").replace("series/t1ce/s5", "${t1ce}").replace("series/t2/s3", "${t2}").replace("series/flair/s4", "${flair}")}"' in text
+
+
 def test_aliased_process_options_parse_too():
     """PREDICT runs again as PREDICT_VALIDATION in train mode, with its own ext.args."""
     assert "PREDICT_VALIDATION" in modules_config()

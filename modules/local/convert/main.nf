@@ -4,7 +4,8 @@ process CONVERT {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(dicom_dir, stageAs: 'dicom/*')
+    // a DICOM study folder, or ([] for the study and) one series folder per modality
+    tuple val(meta), path(dicom_dir, stageAs: 'study/*'), path(t1, stageAs: 'series/t1/*'), path(t1ce, stageAs: 'series/t1ce/*'), path(t2, stageAs: 'series/t2/*'), path(flair, stageAs: 'series/flair/*')
 
     output:
     tuple val(meta), path("${task.ext.prefix ?: meta.id}/${meta.id}_t1.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_t1ce.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_t2.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_flair.nii.gz"), emit: images
@@ -14,8 +15,9 @@ process CONVERT {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def input_args = dicom_dir ? "--dicom ${dicom_dir}" : "--t1 ${t1} --t1ce ${t1ce} --t2 ${t2} --flair ${flair}"
     """
-    gliocascade convert --dicom ${dicom_dir} --out ${prefix} --case-id ${meta.id} ${args}
+    gliocascade convert ${input_args} --out ${prefix} --case-id ${meta.id} ${args}
     """
 
     stub:

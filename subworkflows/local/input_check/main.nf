@@ -1,7 +1,8 @@
 /*
  * Samplesheet -> one case folder per row in BraTS space.
- * dicom_dir rows are converted, native rows are preprocessed (with transforms back to native
- * space), brats rows are used as they are (their files must lie in one BraTS-layout folder).
+ * dicom_dir rows and rows naming DICOM series folders are converted, native rows are preprocessed
+ * (with transforms back to native space), brats rows are used as they are (their files must lie
+ * in one BraTS-layout folder).
  */
 include { samplesheetToList } from 'plugin/nf-schema'
 include { CONVERT           } from '../../../modules/local/convert'
@@ -19,12 +20,12 @@ workflow INPUT_CHECK {
             [m, t1, t1ce, t2, flair, dicom_dir, seg]
         }
         .branch { row ->
-            dicom: row[5]
+            dicom: row[5] || row[1..4].any { f -> f && f.isDirectory() }
             brats: row[0].space == 'brats'
             native: true
         }
 
-    CONVERT(rows.dicom.map { row -> [row[0], row[5]] })
+    CONVERT(rows.dicom.map { row -> [row[0], row[5] ?: [], row[1] ?: [], row[2] ?: [], row[3] ?: [], row[4] ?: []] })
     atlas = params.atlas ? file(params.atlas, checkIfExists: true) : []
     PREPROCESS(
         rows.native.map { row -> [row[0], row[1], row[2], row[3], row[4]] }.mix(CONVERT.out.images),
