@@ -157,3 +157,27 @@ def test_summary_ignores_missing_cells():
     et = s[s.metric == "dice"].iloc[0]
     assert (et["region"], et["count"], et["mean"]) == ("ET", 2, 0.75)
     assert s[s.metric == "extra"].iloc[0]["region"] == ""
+
+
+def test_real_case_overlay_and_volumes(data_dir, tmp_path):
+    """A BraTS-space glioma (TCGA-FG-6692) with the fusion of five BraTS 2020 algorithms as its labels."""
+    src = data_dir / "brats_space" / "TCGA-FG-6692"
+    if not src.is_dir():
+        pytest.skip(f"{src} not present")
+    case = "TCGA-FG-6692"
+    run = tmp_path / "run"
+    (run / case / "preprocessed").mkdir(parents=True)
+    (run / case / f"{case}_seg.nii.gz").symlink_to(src / "fusion_simple.nii.gz")
+    (run / case / "preprocessed" / f"{case}_t1ce.nii.gz").symlink_to(src / f"{case}_t1ce.nii.gz")
+    write_metrics_csv([evaluate_case(run / case / f"{case}_seg.nii.gz", None, case)], run / case / f"{case}_metrics.csv")
+    res = build_report(sorted(run.glob("*/*_metrics.csv")), tmp_path / "rep", run_dir=run)
+    cohort = pd.read_csv(res.cohort_csv)
+    labels, _ = read_labels(src / "fusion_simple.nii.gz")
+    assert cohort["volume_pred_ml_WT"].iloc[0] == pytest.approx(np.count_nonzero(labels) / 1000)
+    import matplotlib.image as mpimg
+
+    page = res.html.read_text()
+    (overlay,) = [b for b in _images(page)][3:]
+    img = mpimg.imread(io.BytesIO(overlay))[..., :3]
+    coloured = (np.abs(img[..., 0] - img[..., 2]) > 0.3) | (np.abs(img[..., 1] - img[..., 2]) > 0.3)
+    assert coloured.sum() > 200

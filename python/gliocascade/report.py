@@ -196,6 +196,8 @@ def overlay_figure(seg_path: Path, background_path: Path | None, title: str) -> 
         ax.imshow(_overlay_rgba(labels[sl].T), origin="lower", aspect=aspect, interpolation="nearest")
         ax.set_title(name, fontsize=8)
         ax.axis("off")
+        if name != "sagittal":  # RAS display: the patient's right is on the right (neurological)
+            ax.text(0.99, 0.02, "R", transform=ax.transAxes, color="w", fontsize=7, ha="right")
     fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.01, wspace=0.04)
     return _png(fig)
@@ -314,7 +316,9 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     plots = {r: p for r in REGIONS if (p := box_plot(cohort, r)) is not None}
     overlays = []
     if run_dir is not None and Path(run_dir).is_dir():
-        for case_id in run_dir_cases(Path(run_dir)):
+        from tqdm import tqdm
+
+        for case_id in tqdm(run_dir_cases(Path(run_dir)), desc="overlays", unit="case", disable=None):
             seg = Path(run_dir) / case_id / f"{case_id}_seg.nii.gz"
             try:
                 overlays.append((case_id, overlay_figure(seg, find_background(Path(run_dir), case_id), case_id)))
