@@ -181,3 +181,19 @@ def test_real_case_overlay_and_volumes(data_dir, tmp_path):
     img = mpimg.imread(io.BytesIO(overlay))[..., :3]
     coloured = (np.abs(img[..., 0] - img[..., 2]) > 0.3) | (np.abs(img[..., 1] - img[..., 2]) > 0.3)
     assert coloured.sum() > 200
+
+
+def test_background_falls_back_to_the_t1ce_that_predict_read(small_phantoms, tmp_path):
+    import json
+
+    from gliocascade.report import find_background
+
+    case = "phantom001"
+    (tmp_path / case).mkdir()
+    assert find_background(tmp_path, case) is None
+    t1ce = small_phantoms / case / f"{case}_t1ce.nii.gz"
+    (tmp_path / case / "provenance_predict.json").write_text(json.dumps({"inputs": {"t1ce": {"path": str(t1ce)}}}))
+    assert find_background(tmp_path, case) == t1ce
+    (tmp_path / case / "preprocessed").mkdir()
+    shutil.copy(t1ce, tmp_path / case / "preprocessed" / f"{case}_t1ce.nii.gz")
+    assert find_background(tmp_path, case) == tmp_path / case / "preprocessed" / f"{case}_t1ce.nii.gz"

@@ -204,13 +204,24 @@ def overlay_figure(seg_path: Path, background_path: Path | None, title: str) -> 
 
 
 def find_background(run_dir: Path, case_id: str) -> Path | None:
-    """The case's T1Gd in BraTS space: preprocessed/ first, then the case folder itself."""
+    """The case's T1Gd in BraTS space: preprocessed/, the case folder, then the T1Gd predict read.
+
+    Cases given already in BraTS space are not copied into the run folder; their T1Gd path is
+    recorded in ``provenance_predict.json`` (inputs -> t1ce -> path).
+    """
+    import json
+
     folder = Path(run_dir) / case_id
     for candidate in (folder / "preprocessed" / f"{case_id}_t1ce.nii.gz", folder / f"{case_id}_t1ce.nii.gz",
                       folder / f"{case_id}-t1c.nii.gz"):
         if candidate.is_file():
             return candidate
-    return None
+    try:
+        record = json.loads((folder / "provenance_predict.json").read_text())
+        recorded = Path(record["inputs"]["t1ce"]["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return recorded if recorded.is_file() else None
 
 
 def run_dir_cases(run_dir: Path) -> list[str]:
