@@ -197,3 +197,10 @@ def test_background_falls_back_to_the_t1ce_that_predict_read(small_phantoms, tmp
     (tmp_path / case / "preprocessed").mkdir()
     shutil.copy(t1ce, tmp_path / case / "preprocessed" / f"{case}_t1ce.nii.gz")
     assert find_background(tmp_path, case) == tmp_path / case / "preprocessed" / f"{case}_t1ce.nii.gz"
+
+
+def test_a_file_named_twice_is_reported_once(cli, run_dir, tmp_path):
+    one = sorted(run_dir.glob("*/*_metrics.csv"))[0]
+    res = cli("report", "--run-dir", run_dir, "--metrics", one, "--out", tmp_path / "rep")
+    assert res.exit_code == 0 and "warning" not in res.stderr
+    assert len(pd.read_csv(tmp_path / "rep" / "cohort_metrics.csv")) == 4

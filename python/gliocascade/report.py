@@ -354,7 +354,8 @@ def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: P
     """CLI body of `gliocascade report`: exit 0 when at least one metrics file was usable."""
     files = [Path(f) for f in metrics_files]
     if run_dir is not None:
-        files += run_dir_metrics(Path(run_dir))
+        given = {f.resolve() for f in files}
+        files += [f for f in run_dir_metrics(Path(run_dir)) if f.resolve() not in given]
     if not files:
         raise InputError(run_dir, "no metrics files (give --metrics F or a --run-dir holding <id>/<id>_metrics.csv)")
     cohort, bad = collect_metrics(files)
