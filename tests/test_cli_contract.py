@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,9 @@ def test_version_matches_the_installed_distribution():
 
 
 def test_console_script_runs():
-    exe = shutil.which("gliocascade") or str(__import__("pathlib").Path(sys.executable).parent / "gliocascade")
+    beside = Path(sys.executable).parent / "gliocascade"  # the environment under test, not another on PATH
+    exe = str(beside) if beside.is_file() else shutil.which("gliocascade")
+    assert exe, "console script gliocascade not installed"
     res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and __version__ in res.stdout
 

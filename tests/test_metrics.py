@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import math
 
+import medpy.metric.binary as medpy_binary  # a test dependency: the reference implementation
 import numpy as np
 import pytest
 from scipy import ndimage
 
-medpy_binary = pytest.importorskip("medpy.metric.binary")
-
-from gliocascade.io import brats_affine, write_image, write_labels  # noqa: E402
-from gliocascade.labels import labels_to_regions  # noqa: E402
-from gliocascade.metrics import (BRATS_DIAGONAL_MM, bounding_box, dice, evaluate_arrays,  # noqa: E402
-                                 evaluate_case, hd95, metric_columns, region_metrics, spacing_from_affine)
-from gliocascade.phantom import make_phantom  # noqa: E402
+from gliocascade.io import brats_affine, write_image, write_labels
+from gliocascade.labels import labels_to_regions
+from gliocascade.metrics import (BRATS_DIAGONAL_MM, bounding_box, dice, evaluate_arrays, evaluate_case, hd95,
+                                 metric_columns, region_metrics, spacing_from_affine)
+from gliocascade.phantom import make_phantom
 
 SHAPE = (64, 64, 48)
 CROSS = ndimage.generate_binary_structure(3, 1)
