@@ -117,3 +117,24 @@ def test_2023_reference_needs_its_convention(cli, pair, tmp_path):
     ref = cli("evaluate", "--pred", pred, "--gt", gt, "--case-id", "c", "--out", tmp_path / "ref.csv")
     assert ref.exit_code == 0
     pd.testing.assert_frame_equal(pd.read_csv(out), pd.read_csv(tmp_path / "ref.csv"))
+
+
+def test_real_brats_2023_case_two_algorithms_two_conventions(cli, data_dir, tmp_path):
+    """BraTS-GLI-00001-000: nnU-Net (2019 labels, uint8) against the 2023 winner (ET = 3, int16).
+
+    Neither is an expert label; two strong algorithms agree closely, which checks the per-input
+    conventions on real data (read with the wrong convention, the 2023 map is refused).
+    """
+    d = data_dir / "brats_space" / "BraTS-GLI-00001-000" / "algorithm_segmentations"
+    if not d.is_dir():
+        pytest.skip(f"{d} not present")
+    pred, gt = d / "bratstoolkit_isen_labels0124.nii.gz", d / "brats23_winner_labels0123.nii.gz"
+    out = tmp_path / "m.csv"
+    wrong = cli("evaluate", "--pred", pred, "--gt", gt, "--case-id", "g", "--out", out)
+    assert wrong.exit_code == 2 and str(gt) in wrong.stderr and "[3]" in wrong.stderr
+    res = cli("evaluate", "--pred", pred, "--gt", gt, "--gt-labels", "2023", "--case-id", "g", "--out", out)
+    assert res.exit_code == 0, res.output
+    row = pd.read_csv(out).iloc[0]
+    assert row["dice_WT"] > 0.9 and row["dice_TC"] > 0.9 and row["dice_ET"] > 0.85
+    assert row["hd95_WT"] < 5.0
+    assert 50 < row["volume_ref_ml_WT"] < 300
