@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from gliocascade.io import read_labels, write_labels
+from gliocascade.labels import convert_labels
 from gliocascade.phantom import write_phantoms
 
 BAD = 2  # index of the case given a corrupt modality
+CONV2023 = 4  # index of the case whose ground truth is in the BraTS 2023 convention
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
@@ -26,11 +29,16 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def six_cases(tmp_path) -> tuple[Path, list[str], Path]:
     """Six phantoms listed in a samplesheet with relative paths; case BAD has a truncated T2."""
     cases = write_phantoms(tmp_path / "cases", n=6, seed=300, shape=(48, 48, 40))
-    lines = ["case_id,t1,t1ce,t2,flair,seg,space"]
-    for case in cases:
+    lines = ["case_id,t1,t1ce,t2,flair,seg,space,label_convention"]
+    for i, case in enumerate(cases):
         cid = case.name
+        convention = "2023" if i == CONV2023 else "2019"
+        if i == CONV2023:  # this case's ground truth uses ET = 3 and says so in the sheet
+            seg = case / f"{cid}_seg.nii.gz"
+            labels, affine = read_labels(seg, "2019")
+            write_labels(seg, convert_labels(labels, "2019", "2023"), affine)
         lines.append(",".join([cid, *[f"cases/{cid}/{cid}_{m}.nii.gz" for m in ("t1", "t1ce", "t2", "flair", "seg")],
-                               "brats"]))
+                               "brats", convention]))
     sheet = tmp_path / "samples.csv"
     sheet.write_text("\n".join(lines) + "\n")
     bad_t2 = cases[BAD] / f"{cases[BAD].name}_t2.nii.gz"
@@ -64,6 +72,10 @@ def test_run_six_cases_one_corrupt_then_resume(six_cases, random_tiny_model, tmp
     with open(out / "report" / "cohort_metrics.csv", newline="") as fh:
         reported = sorted(r["case_id"] for r in csv.DictReader(fh))
     assert reported == sorted(ids[:BAD] + ids[BAD + 1:])
+
+    with open(out / ids[CONV2023] / f"{ids[CONV2023]}_metrics.csv", newline="") as fh:
+        row2023 = next(csv.DictReader(fh))
+    assert float(row2023["volume_ref_ml_ET"]) > 0.0  # label 3 was read as ET, as the sheet says
 
     before = _snapshot(out)
     again = cli(*args)
