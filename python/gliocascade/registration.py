@@ -1,0 +1,194 @@
+"""Rigid (and optional affine) registration behind one interface: SimpleITK or antspyx.
+
+Every backend returns an ITK transform that maps a point of the FIXED image's physical space
+(ITK LPS coordinates) to the MOVING image's physical space, which is what ``sitk.Resample``
+expects. Cohort studies need bit-identical results, so the SimpleITK backend samples the metric
+with a fixed seed and runs the optimiser with a fixed number of threads (``REGISTRATION_THREADS``),
+whatever ITK's or OpenMP's global thread settings are.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("simpleitk", "ants")
+# The metric is summed per work unit; fixing their count makes the sum independent of the machine.
+REGISTRATION_THREADS = 1
+
+
+@dataclass(frozen=True)
+class RegistrationParams:
+    """Parameters of the SimpleITK backend (recorded in provenance)."""
+
+    bins: int = 32
+    sampling_percentage: float = 0.10
+    seed: int = 20190101
+    learning_rate: float = 2.0
+    min_step: float = 1e-3
+    iterations: int = 200
+    relaxation: float = 0.5
+    shrink_factors: tuple[int, ...] = (4, 2, 1)
+    smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
+    init: str = "moments"
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class RegistrationResult:
+    """The transform (fixed -> moving points) and what the optimiser reports."""
+
+    transform: sitk.Transform
+    metric: float
+    iterations: int
+    stop: str
+    extra: dict = field(default_factory=dict)
+
+
+def as_float(image: sitk.Image) -> sitk.Image:
+    """A float32 copy (registration metrics and linear resampling need real values)."""
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _initial_transform(fixed: sitk.Image, moving: sitk.Image, init: str) -> sitk.Euler3DTransform:
+    mode = {"moments": sitk.CenteredTransformInitializerFilter.MOMENTS,
+            "geometry": sitk.CenteredTransformInitializerFilter.GEOMETRY}[init]
+    tx = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(), mode)
+    return sitk.Euler3DTransform(tx)
+
+
+def _sitk_register(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform,
+                   params: RegistrationParams, fixed_mask: sitk.Image | None = None,
+                   moving_mask: sitk.Image | None = None,
+                   levels: tuple[tuple[int, ...], tuple[float, ...]] | None = None) -> RegistrationResult:
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetNumberOfThreads(REGISTRATION_THREADS)
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.bins)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(params.sampling_percentage, params.seed)
+    if fixed_mask is not None:
+        reg.SetMetricFixedMask(fixed_mask)
+    if moving_mask is not None:
+        reg.SetMetricMovingMask(moving_mask)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=params.learning_rate, minStep=params.min_step,
+        numberOfIterations=params.iterations, relaxationFactor=params.relaxation,
+        gradientMagnitudeTolerance=1e-6)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    shrink, sigmas = levels or (params.shrink_factors, params.smoothing_sigmas_mm)
+    reg.SetShrinkFactorsPerLevel(list(shrink))
+    reg.SetSmoothingSigmasPerLevel(list(sigmas))
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    reg.SetInitialTransform(initial, inPlace=False)
+    out = reg.Execute(as_float(fixed), as_float(moving))
+    if isinstance(out, sitk.CompositeTransform) and out.GetNumberOfTransforms() == 1:
+        out = out.GetNthTransform(0)
+    return RegistrationResult(out, float(reg.GetMetricValue()), int(reg.GetOptimizerIteration()),
+                              reg.GetOptimizerStopConditionDescription())
+
+
+def _ants_register(fixed: sitk.Image, moving: sitk.Image, kind: str, seed: int) -> RegistrationResult:
+    """antspyx ``registration`` (what BrainLes uses); its .mat is read back as an ITK transform."""
+    import ants
+
+    with tempfile.TemporaryDirectory(prefix="gliocascade_ants_") as tmp:
+        f_path, m_path = Path(tmp) / "fixed.nii.gz", Path(tmp) / "moving.nii.gz"
+        sitk.WriteImage(as_float(fixed), str(f_path))
+        sitk.WriteImage(as_float(moving), str(m_path))
+        res = ants.registration(ants.image_read(str(f_path)), ants.image_read(str(m_path)),
+                                type_of_transform=kind, outprefix=str(Path(tmp) / "ants_"),
+                                random_seed=seed)
+        mats = [p for p in res["fwdtransforms"] if str(p).endswith(".mat")]
+        if len(mats) != 1:
+            raise RuntimeError(f"antspyx returned unexpected transforms {res['fwdtransforms']}")
+        tx = sitk.ReadTransform(str(mats[0]))
+    return RegistrationResult(tx, float("nan"), -1, f"ants {kind}")
+
+
+def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", affine: bool = False,
+             params: RegistrationParams | None = None, fixed_mask: sitk.Image | None = None) -> RegistrationResult:
+    """Register ``moving`` onto ``fixed``: rigid (Mattes MI), then optionally affine.
+
+    Returns the fixed -> moving point transform.
+    """
+    params = params or RegistrationParams()
+    if backend == "ants":
+        return _ants_register(fixed, moving, "Affine" if affine else "Rigid", params.seed)
+    if backend != "simpleitk":
+        raise ValueError(f"unknown registration backend {backend!r} (choose from {BACKENDS})")
+    rigid = _sitk_register(fixed, moving, _initial_transform(fixed, moving, params.init), params, fixed_mask)
+    if not affine:
+        return rigid
+    aff = sitk.AffineTransform(3)
+    rig = sitk.Euler3DTransform(rigid.transform)
+    aff.SetMatrix(rig.GetMatrix())
+    aff.SetTranslation(rig.GetTranslation())
+    aff.SetCenter(rig.GetCenter())
+    refined = _sitk_register(fixed, moving, aff, params, fixed_mask,
+                             levels=(params.shrink_factors[-2:], params.smoothing_sigmas_mm[-2:]))
+    refined.extra["rigid_metric"] = rigid.metric
+    return refined
+
+
+def transform_points(transform: sitk.Transform, points: np.ndarray) -> np.ndarray:
+    """Apply an ITK transform to an (N, 3) array of LPS points."""
+    return np.array([transform.TransformPoint(tuple(float(c) for c in p)) for p in np.asarray(points)])
+
+
+def backend_version(backend: str) -> str:
+    """The version string of the library behind ``backend`` (for provenance)."""
+    if backend == "ants":
+        import ants
+
+        return f"antspyx {getattr(ants, '__version__', '?')}"
+    return f"SimpleITK {sitk.Version.VersionString()}"
+
+
+def limit_ants_threads(n: int) -> None:
+    """ANTs reads its thread count from the environment at each call."""
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n)
+
+
+def normalized_mutual_information(a: np.ndarray, b: np.ndarray, mask: np.ndarray, bins: int = 32) -> float:
+    """Studholme's NMI (H(A) + H(B)) / H(A, B) over ``mask``: 1 for unrelated images, up to 2.
+
+    Intensities are binned between their 1st and 99th percentiles inside the mask, so the value
+    does not depend on the scanner's intensity scale.
+    """
+    x, y = a[mask].astype(np.float64), b[mask].astype(np.float64)
+    if x.size < 100:
+        return 1.0
+
+    def binned(v: np.ndarray) -> np.ndarray:
+        lo, hi = np.percentile(v, [1, 99])
+        if hi <= lo:
+            return np.zeros(v.shape, dtype=np.int64)
+        return np.clip(((v - lo) / (hi - lo) * bins).astype(np.int64), 0, bins - 1)
+
+    joint = np.bincount(binned(x) * bins + binned(y), minlength=bins * bins).astype(np.float64)
+    p = joint / joint.sum()
+    pa, pb = p.reshape(bins, bins).sum(1), p.reshape(bins, bins).sum(0)
+
+    def entropy(q: np.ndarray) -> float:
+        q = q[q > 0]
+        return float(-(q * np.log(q)).sum())
+
+    return (entropy(pa) + entropy(pb)) / max(entropy(p), 1e-12)
+
+
+def normalized_cross_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of two images over ``mask``."""
+    x, y = a[mask].astype(np.float64), b[mask].astype(np.float64)
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 0 else 0.0
