@@ -195,3 +195,18 @@ def test_checkpoint_hash_differs(cli, tmp_path, snapshot_tiny_model):
 def test_case_and_cases_exclusive(cli, tmp_path, snapshot_tiny_model):
     res = cli("predict", "--model", snapshot_tiny_model, "--out", tmp_path / "o")
     assert res.exit_code == 2 and "--case" in res.output
+
+
+def test_cases_folder_one_bad_case_fails_alone(cli, tmp_path, snapshot_tiny_model):
+    root = tmp_path / "cases"
+    _write_case(root / "good", "g1", shape=(16, 16, 16), seed=1)
+    bad = _write_case(root / "bad", "b1", shape=(16, 16, 16), seed=2)
+    img = nib.load(bad / "b1_t2.nii.gz")
+    arr = np.asarray(img.dataobj).astype(np.float32)
+    arr[1, 1, 1] = np.inf
+    write_image(bad / "b1_t2.nii.gz", arr, img.affine)
+    res = cli("predict", "--cases", root, "--model", snapshot_tiny_model, "--out", tmp_path / "out", "--tta", "1",
+              "--device", "cpu")
+    assert res.exit_code == 1
+    assert (tmp_path / "out" / "g1" / "g1_pred.nii.gz").is_file()
+    assert not (tmp_path / "out" / "b1").exists()
