@@ -210,3 +210,11 @@ def test_cases_folder_one_bad_case_fails_alone(cli, tmp_path, snapshot_tiny_mode
     assert res.exit_code == 1
     assert (tmp_path / "out" / "g1" / "g1_pred.nii.gz").is_file()
     assert not (tmp_path / "out" / "b1").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for machines without CUDA")
+def test_cuda_requested_without_cuda(cli, tmp_path, snapshot_tiny_model):
+    case = _write_case(tmp_path / "c", "c1", shape=(16, 16, 16))
+    res = cli("predict", "--case", case, "--model", snapshot_tiny_model, "--out", tmp_path / "o", "--device", "cuda")
+    assert res.exit_code == 2 and "no CUDA device" in res.output
+    assert not (tmp_path / "o").exists()

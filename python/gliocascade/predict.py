@@ -182,6 +182,8 @@ def load_models(folders: Sequence[Path], device: str = "auto") -> list:
     if not folders:
         raise InputError(None, "at least one --model is needed")
     dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu or auto)")
     return [load_model(Path(f), dev) for f in folders]
 
 
