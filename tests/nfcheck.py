@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ SAMPLE_VARS = {
     "native_arg": "--native-transforms transforms",
     "gt_arg": "--gt reference/case01_seg.nii.gz",
     "input_args": "--dicom study/case01",
+    "first": "case01000",
 }
 
 
@@ -270,3 +272,81 @@ def check_stub(module_path: Path, workdir: Path) -> list[str]:
 
 def load_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+# --------------------------------------------------------------------------- running a task
+
+def stage_patterns(module: Module) -> dict[str, str]:
+    """Input name -> its stageAs pattern ('' when staged under its own name)."""
+    text = module.path.read_text()
+    inp = _section(text[text.index("{") + 1:], "input", ["output"])
+    out = {}
+    for m in re.finditer(r"path[( ]\s*(\w+)(?:, stageAs: '([^']+)')?", inp):
+        out[m.group(1)] = m.group(2) or ""
+    return out
+
+
+def _stage(items: list[Path], pattern: str, workdir: Path, copy: bool) -> list[str]:
+    """Places inputs in the task folder as Nextflow does (links, or copies for stageInMode copy)."""
+    names = []
+    for i, src in enumerate(items, start=1):
+        if not pattern:
+            rel = src.name
+        elif "*" in pattern:
+            rel = pattern.replace("*", src.name)
+        elif "?" in pattern:
+            rel = pattern.replace("?", str(i))
+        else:
+            rel = pattern
+        dst = workdir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if copy and src.is_dir():
+            shutil.copytree(src, dst)
+        elif copy:
+            shutil.copy2(src, dst)
+        else:
+            dst.symlink_to(src.resolve())
+        names.append(rel)
+    return names
+
+
+def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Path]],
+             values: dict[str, str], profile: str = "test", process_name: str | None = None,
+             timeout: int = 900) -> dict[str, list[Path]]:
+    """Runs a module's script like a Nextflow task: stage inputs, interpolate, run, collect outputs.
+
+    ``values`` gives the meta fields (``meta.x``) and the script's helper variables; staged input
+    names are filled in here. Returns each declared output pattern -> the files it matched, and
+    fails when a non-optional output is missing.
+    """
+    module = parse_module(module_path)
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy = module.directives.get("stageInMode", "").strip("'") == "copy"
+    base = sample_values(module, process_name, profile)
+    base.update(values)
+    conf = modules_config().get(process_name or module.name, {})
+    prefix = conf.get("prefix", base["meta.id"])
+    base.update({"prefix": prefix, "task.ext.prefix ?: meta.id": prefix,
+                 "args": interpolate(conf.get("args", ""), base)})
+    patterns = stage_patterns(module)
+    for name, pattern in patterns.items():
+        items = inputs.get(name, [])
+        items = items if isinstance(items, list) else [items]
+        base[name] = " ".join(_stage(items, pattern, workdir, copy))
+    cmd = interpolate(command_line(module.script), base)
+    started = time.perf_counter()
+    res = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=workdir, capture_output=True, text=True,
+                         timeout=timeout)
+    print(f"{module.name}: {time.perf_counter() - started:.1f} s: {cmd}", file=sys.stderr)
+    if res.returncode != 0:
+        raise AssertionError(f"{module.name} failed (exit {res.returncode}): {cmd}\n{res.stderr[-4000:]}")
+    text = module.path.read_text()
+    found: dict[str, list[Path]] = {}
+    for pattern, _is_dir in module.outputs:
+        concrete = interpolate(pattern, base)
+        hits = sorted(workdir.glob(concrete))
+        optional = re.search(rf'path[( ]"{re.escape(pattern)}"[^\n]*optional: true', text) is not None
+        if not hits and not optional:
+            raise AssertionError(f"{module.name}: declared output {concrete} not produced by: {cmd}")
+        found[pattern] = hits
+    return found

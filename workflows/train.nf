@@ -1,7 +1,7 @@
 /*
- * Train a model set: k folds x seeds as parallel GPU tasks, each fold's models predict that
- * fold's validation cases, and tune-threshold picks the ET threshold on those out-of-fold
- * predictions. The tuned model folders are ready for segment mode (--model).
+ * Train a model set: k folds x seeds as parallel GPU tasks (the split is seeded, so each seed
+ * partitions the cases anew), each case is predicted by the models that held it out, and
+ * tune-threshold picks the ET threshold on those out-of-fold predictions. The tuned model folders are ready for segment mode (--model).
  */
 include { TRAIN                         } from '../modules/local/train'
 include { PREDICT as PREDICT_VALIDATION } from '../modules/local/predict'
@@ -19,12 +19,13 @@ workflow GLIOCASCADE_TRAIN {
         .map { fold, seed -> [id: "model_fold${fold}_seed${seed}", fold: fold, folds: params.folds, seed: seed] }
     TRAIN(jobs.combine(cases.map { _meta, dir -> dir }.collect().map { dirs -> [dirs] }))
 
+    // every case is predicted by the models that did not train on it (one per seed: the model of
+    // the fold whose validation set holds it), an ensemble of out-of-fold models
     validation = TRAIN.out.model
-        .map { meta, dir -> [meta.fold, dir] }
+        .flatMap { _meta, dir -> validationIds(dir).collect { id -> [id, dir] } }
         .groupTuple()
-        .combine(cases)
-        .filter { _fold, dirs, case_meta, _case_dir -> validationIds(dirs[0]).contains(case_meta.id) }
-        .map { fold, dirs, case_meta, case_dir -> [case_meta + [fold: fold], case_dir, dirs] }
+        .join(cases.map { case_meta, case_dir -> [case_meta.id, case_meta, case_dir] })
+        .map { _id, dirs, case_meta, case_dir -> [case_meta, case_dir, dirs] }
     PREDICT_VALIDATION(validation)
 
     predictions = PREDICT_VALIDATION.out.pred.map { _meta, pred -> pred }.collect().ifEmpty([]).map { ps -> [ps] }
@@ -38,10 +39,10 @@ workflow GLIOCASCADE_TRAIN {
     models = TUNE_THRESHOLD.out.models.map { _meta, dirs -> dirs }
 }
 
-// The validation case ids of a model folder's data split (model.json "split").
+// The validation case ids of a model folder's data split (model.json "split": {"train", "val"}).
 def validationIds(model_dir) {
     def card = new groovy.json.JsonSlurper().parse(model_dir.resolve('model.json').toFile())
     def split = card.split ?: [:]
-    def ids = split.validation ?: split.val ?: split.valid ?: []
+    def ids = split.val ?: []
     return ids.collect { x -> x.toString() }
 }

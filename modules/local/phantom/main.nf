@@ -19,8 +19,9 @@ process PHANTOM {
 
     stub:
     def prefix = task.ext.prefix ?: "${meta.id}"
+    def first = prefix + String.format('%03d', meta.seed as int)
     """
-    mkdir -p ${prefix}/${prefix}000
-    touch ${prefix}/${prefix}000/${prefix}000_{t1,t1ce,t2,flair,seg}.nii.gz
+    mkdir -p ${prefix}/${first}
+    touch ${prefix}/${first}/${first}_{t1,t1ce,t2,flair,seg}.nii.gz
     """
 }

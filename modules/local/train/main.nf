@@ -23,7 +23,7 @@ process TRAIN {
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
     mkdir -p ${prefix}/snapshots
-    echo '{"split": {"train": [], "validation": []}}' > ${prefix}/model.json
+    echo '{"split": {"train": [], "val": []}}' > ${prefix}/model.json
     touch ${prefix}/checkpoint.pt ${prefix}/train_log.csv
     """
 }
