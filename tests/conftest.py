@@ -64,3 +64,41 @@ def random_tiny_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("random_tiny_model") / "model"
     write_model_folder(folder, cfg, build_cascade(cfg).state_dict(), [], {"data": "random weights (tests)"})
     return folder
+
+
+# --------------------------------------------------------------------------- trained tiny cascade
+
+TINY_SHAPE = (64, 64, 48)
+TINY_TRAIN_SEEDS = range(0, 6)
+TINY_BUDGET = {"epochs": 40, "steps_per_epoch": 3}
+
+
+def train_tiny(data: Path, out: Path, seed: int = 0) -> Path:
+    """Train the ``tiny`` cascade in-process on one thread (fast on a busy 2-core machine)."""
+    import torch
+
+    from gliocascade.configs import load_config
+    from gliocascade.data import cases_from_folder
+    from gliocascade.train import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(cases_from_folder(data), out, load_config("tiny"), seed=seed, device="cpu",
+                     progress=False, source=str(data), **TINY_BUDGET)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Folder of one ``tiny`` model trained on six 64x64x48 phantoms, seeds 0-5 (``phantom000``-``005``).
+
+    Trained once per session (40 epochs x 3 steps of two 24^3 crops, seed 0, CPU). Evaluate it on
+    phantoms of the same shape with other seeds (e.g. 1000 and up), which it has never seen.
+    """
+    from gliocascade.phantom import write_phantoms
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    write_phantoms(root / "train", n=len(TINY_TRAIN_SEEDS), seed=TINY_TRAIN_SEEDS[0], shape=TINY_SHAPE)
+    return train_tiny(root / "train", root / "model")
