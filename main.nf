@@ -54,6 +54,12 @@ workflow {
     else {
         error("segment mode needs --model DIR[,DIR...] (no pretrained weights ship; train with --mode train)")
     }
+
+    // the gliocascade version every process ran, from the processes' versions topic
+    channel.topic('versions')
+        .map { process, tool, version -> "${process.tokenize(':').last()}:\n  ${tool}: ${version}\n" }
+        .unique()
+        .collectFile(name: 'software_versions.yml', storeDir: "${params.outdir}/pipeline_info", sort: true)
 }
 
 // --model: comma-separated model folders or globs (e.g. results/models/tuned/model_*).

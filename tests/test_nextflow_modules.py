@@ -174,3 +174,13 @@ def test_profiles_exist():
         assert re.search(rf"^    {profile} \{{", block, re.M), profile
     assert "--gres=gpu:1" in block and "--gpus all" in block and "--nv" in block
     assert "resourceLimits" in block
+
+
+def test_versions_topic_is_collected_by_the_pipeline():
+    """Each module emits (process, tool, version) on the `versions` topic; main.nf writes them out."""
+    main = (ROOT / "main.nf").read_text()
+    assert "channel.topic('versions')" in main and "software_versions.yml" in main
+    for path in MODULE_PATHS:
+        text = path.read_text()
+        assert re.search(r'tuple val\("\$\{task\.process\}"\), val\("gliocascade"\), '
+                         r'eval\("gliocascade --version[^"]*"\), topic: versions', text), path
