@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ cgroup_manager = "cgroupfs"
 """
 TOOLS = ["debootstrap", "podman", "buildah", "runc", "fuse-overlayfs", "uidmap"]
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+CONTAINER = [pytest.mark.container, pytest.mark.slow]
 
 
 def _say(msg: str) -> None:
@@ -141,6 +142,8 @@ def _run(env: dict, image: str, *args: str, volume: Path | None = None) -> subpr
     return _sh(cmd + [image, *args], env=env, timeout=600, check=False)
 
 
+@CONTAINER[0]
+@CONTAINER[1]
 def test_help_runs_in_image(podman_env, image):
     res = _run(podman_env, image, "gliocascade", "--help")
     assert res.returncode == 0, res.stderr
@@ -152,6 +155,8 @@ def test_help_runs_in_image(podman_env, image):
         assert "t1_brats_space.nii" in atlas.stdout.split() or "t1_brats_space.nii.gz" in atlas.stdout.split()
 
 
+@CONTAINER[0]
+@CONTAINER[1]
 def test_phantom_evaluate_in_image(podman_env, image, tmp_path):
     tmp_path.chmod(0o777)
     script = ("gliocascade phantom --out /work/cases --n 1 --shape 32 32 24 && "
@@ -165,3 +170,47 @@ def test_phantom_evaluate_in_image(podman_env, image, tmp_path):
     for region in ("WT", "TC", "ET"):
         assert float(rows[0][f"dice_{region}"]) == pytest.approx(1.0, abs=1e-12)
         assert float(rows[0][f"hd95_{region}"]) == pytest.approx(0.0, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- static checks (no build)
+
+def _dockerfile() -> str:
+    return (ROOT / "containers" / "Dockerfile").read_text()
+
+
+def test_dockerfile_base_image_is_a_public_build_argument():
+    text = _dockerfile()
+    m = re.search(r"^ARG BASE_IMAGE=(\S+)$", text, re.M)
+    assert m and "/" not in m.group(1).split(":")[0], "the default must be a public (Docker Hub official) image"
+    first_from = next(line for line in text.splitlines() if line.startswith("FROM "))
+    assert first_from == "FROM ${BASE_IMAGE}"
+    assert text.index("ARG BASE_IMAGE") < text.index(first_from)
+
+
+def test_dockerfile_variants_and_atlas():
+    text = _dockerfile()
+    assert "ARG VARIANT=cpu" in text and "cpu|cuda" in text
+    assert "https://download.pytorch.org/whl/cpu" in text
+    assert "gliocascade fetch-atlas" in text and "ARG FETCH_ATLAS=required" in text
+    assert "GLIOCASCADE_ATLAS=/opt/gliocascade/atlas" in text
+    assert "gliocascade --version" in text, "the build must prove gliocascade is on PATH"
+    # a CA bundle is a build-time mount only: never copied into the image
+    assert not [ln for ln in text.splitlines() if ln.startswith(("COPY", "ADD")) and ".crt" in ln]
+
+
+def test_apptainer_definition_installs_the_same_package():
+    text = (ROOT / "containers" / "gliocascade.def").read_text()
+    header = text[text.index("Bootstrap:"):]
+    assert header.startswith("Bootstrap: docker\nFrom: python:3.11-slim-bookworm")
+    for section in ("%files", "%environment", "%post", "%runscript", "%test"):
+        assert section in text
+    assert "pip install /src" in text and "gliocascade fetch-atlas --dest /opt/gliocascade/atlas" in text
+    assert "export GLIOCASCADE_ATLAS=/opt/gliocascade/atlas" in text
+    assert "VARIANT=cpu" in text and "download.pytorch.org/whl/cpu" in text
+
+
+def test_container_profiles_use_the_image():
+    config = (ROOT / "nextflow.config").read_text()
+    assert "container              = 'ghcr.io/gliocascade/gliocascade:0.1.0'" in config
+    for module in sorted((ROOT / "modules" / "local").glob("*/main.nf")):
+        assert 'container "${params.container}"' in module.read_text(), module
