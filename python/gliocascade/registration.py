@@ -8,6 +8,7 @@ whatever ITK's or OpenMP's global thread settings are.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -22,6 +23,17 @@ log = logging.getLogger(__name__)
 BACKENDS = ("simpleitk", "ants")
 # The metric is summed per work unit; fixing their count makes the sum independent of the machine.
 REGISTRATION_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int = REGISTRATION_THREADS):
+    """Run ITK with ``n`` threads: the metric's per-thread partial sums then add up identically."""
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,12 @@ def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", 
         return _ants_register(fixed, moving, "Affine" if affine else "Rigid", params.seed)
     if backend != "simpleitk":
         raise ValueError(f"unknown registration backend {backend!r} (choose from {BACKENDS})")
+    with fixed_threads():
+        return _sitk_rigid_then_affine(fixed, moving, affine, params, fixed_mask)
+
+
+def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool, params: RegistrationParams,
+                            fixed_mask: sitk.Image | None) -> RegistrationResult:
     rigid = _sitk_register(fixed, moving, _initial_transform(fixed, moving, params.init), params, fixed_mask)
     if not affine:
         return rigid

@@ -1,0 +1,114 @@
+"""`gliocascade preprocess`: bad input gives one line naming the file, exit 2, nothing written."""
+from __future__ import annotations
+
+import numpy as np
+import nibabel as nib
+import pytest
+import SimpleITK as sitk
+
+from gliocascade.errors import InputError
+from gliocascade.io import MODALITIES
+from gliocascade.preprocess import read_input
+from gliocascade.resample import brats_grid, to_array
+
+
+def _write(path, array, affine=None):
+    nib.save(nib.Nifti1Image(np.asarray(array), np.diag([0.9, 0.9, 5.5, 1.0]) if affine is None else affine), str(path))
+    return path
+
+
+@pytest.fixture
+def valid_inputs(tmp_path):
+    rng = np.random.default_rng(3)
+    return {m: _write(tmp_path / f"in_{m}.nii.gz", rng.uniform(0, 100, (32, 32, 12)).astype(np.float32))
+            for m in MODALITIES}
+
+
+def _run(cli, inputs, out, *extra):
+    args = ["preprocess", "--case-id", "X", "--out", out, *extra]
+    for m in MODALITIES:
+        args += [f"--{m}", inputs[m]]
+    return cli(*args)
+
+
+BAD = {
+    "2D image": (lambda: np.ones((32, 32), np.float32), "2D"),
+    "4D image": (lambda: np.ones((32, 32, 12, 3), np.float32), "4D"),
+    "NaN": (lambda: np.where(np.arange(32 * 32 * 12).reshape(32, 32, 12) == 7, np.nan, 1.0).astype(np.float32),
+            "NaN or infinite"),
+    "Inf": (lambda: np.where(np.arange(32 * 32 * 12).reshape(32, 32, 12) == 7, np.inf, 1.0).astype(np.float32),
+            "NaN or infinite"),
+    "all zero": (lambda: np.zeros((32, 32, 12), np.float32), "all zero"),
+    "one slice": (lambda: np.ones((32, 32, 1), np.float32), "2D"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_image_is_refused_with_one_line(cli, tmp_path, valid_inputs, name):
+    make, words = BAD[name]
+    bad = _write(tmp_path / "bad_t2.nii.gz", make())
+    inputs = dict(valid_inputs, t2=bad)
+    out = tmp_path / "out"
+    res = _run(cli, inputs, out)
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {bad}:") and words in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_file_and_unreadable_file(cli, tmp_path, valid_inputs):
+    junk = tmp_path / "junk_t1.nii.gz"
+    junk.write_bytes(b"not an image at all")
+    for bad in (tmp_path / "absent.nii.gz", junk):
+        res = _run(cli, dict(valid_inputs, t1=bad), tmp_path / "out")
+        assert res.exit_code == 2 and f"error: {bad}:" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_atlas_names_the_fix(cli, tmp_path, valid_inputs, monkeypatch):
+    monkeypatch.setenv("GLIOCASCADE_ATLAS", str(tmp_path / "no_atlas"))
+    out = tmp_path / "out"
+    res = _run(cli, valid_inputs, out)
+    assert res.exit_code == 2
+    assert "fetch-atlas" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_singleton_fourth_axis_is_accepted(tmp_path):
+    """Atlases are often stored 240x240x155x1: that is a 3D image."""
+    p = _write(tmp_path / "a.nii.gz", np.ones((8, 9, 10, 1), np.float32))
+    assert read_input(p, "t1").GetSize() == (8, 9, 10)
+
+
+def test_world_geometry_kept(tmp_path):
+    """An oblique LAS header reaches SimpleITK as the same physical geometry (LPS)."""
+    rot = np.array(sitk.Euler3DTransform((0, 0, 0), 0.07, -0.06, 0.1).GetMatrix()).reshape(3, 3)
+    aff = np.eye(4)
+    aff[:3, :3] = np.diag([-1.0, 1.0, 1.0]) @ rot @ np.diag([0.9, 0.9, 5.5])
+    aff[:3, 3] = (100.0, -70.0, -40.0)
+    p = _write(tmp_path / "o.nii.gz", np.ones((8, 9, 10), np.float32), aff)
+    img = read_input(p, "t1")
+    ras = aff @ np.array([3, 4, 5, 1.0])
+    lps = img.TransformIndexToPhysicalPoint((3, 4, 5))
+    assert np.allclose(lps, [-ras[0], -ras[1], ras[2]], atol=1e-4)
+
+
+def test_brats_grid_matches_design_header():
+    """The output grid: nibabel affine diag(-1,-1,1) + (0,239,0), 240x240x155."""
+    grid = brats_grid()
+    assert grid.GetSize() == (240, 240, 155)
+    for ijk in [(0, 0, 0), (239, 0, 0), (10, 20, 30), (239, 239, 154)]:
+        lps = grid.TransformIndexToPhysicalPoint(ijk)
+        ras = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1]]) @ np.array([*ijk, 1.0])
+        assert np.allclose(lps, [-ras[0], -ras[1], ras[2]])
+    arr = np.zeros((240, 240, 155), np.float32)
+    arr[5, 6, 7] = 1
+    img = sitk.GetImageFromArray(arr.transpose(2, 1, 0))
+    assert to_array(img)[5, 6, 7] == 1
+
+
+def test_unknown_skull_strip_method(tmp_path, valid_inputs):
+    from gliocascade.preprocess import preprocess_case
+
+    with pytest.raises(InputError, match="skull-stripping"):
+        preprocess_case(valid_inputs, "X", tmp_path / "out", skull_strip="magic")
