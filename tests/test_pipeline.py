@@ -97,3 +97,32 @@ def test_missing_input_fails_the_case_without_any_output(tmp_path):
     res = process_case(row, opts)
     assert not res.ok and res.failed_step == "inputs" and "t1 file not found" in res.message
     assert not (tmp_path / "out" / "lost").exists()
+
+
+def test_failed_report_makes_the_run_fail_but_keeps_case_outputs(tmp_path, random_tiny_model, monkeypatch):
+    """Cases whose predictions exist (resume) finish; a report that cannot be built gives exit 1."""
+    import gliocascade.report
+    from gliocascade.pipeline import run_command
+
+    cases = write_phantoms(tmp_path / "cases", n=2, seed=60, shape=(32, 32, 32))
+    out = tmp_path / "out"
+    lines = ["case_id,t1,t1ce,t2,flair,seg,space"]
+    for case in cases:
+        cid = case.name
+        paths = case_paths(out, cid)
+        paths.root.mkdir(parents=True)
+        shutil.copy(case / f"{cid}_seg.nii.gz", paths.pred)
+        lines.append(",".join([cid, *[str(case / f"{cid}_{m}.nii.gz") for m in ("t1", "t1ce", "t2", "flair", "seg")],
+                               "brats"]))
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("\n".join(lines) + "\n")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gliocascade.report, "build_report", broken)
+    code = run_command(sheet, (random_tiny_model,), out, workers=1, tta="1", device="cpu")
+    assert code == 1
+    for case in cases:
+        assert case_paths(out, case.name).metrics.is_file()
+    assert not (out / "report" / "report_inputs.json").exists()  # a later run rebuilds the report

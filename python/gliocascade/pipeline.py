@@ -171,7 +171,10 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
 
 def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int = 1, tta: int = 8,
                  device: str = "auto", atlas: Path | None = None, label_convention: str = "2019") -> list[CaseResult]:
-    """Check everything global, run all cases, write the report; returns each case's result."""
+    """Check everything global, run all cases, write the report; returns each case's result.
+
+    A failed report is appended as a result named ``report`` (the cases' outputs stand).
+    """
     rows = load_samplesheet(Path(samplesheet))
     models = [Path(m) for m in models]
     threshold = check_models(models)
@@ -184,7 +187,12 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     log.info("run: %d case(s), %d worker(s) x %d thread(s), ET threshold %d voxels", len(rows), workers,
              opts.threads, threshold)
     results = run_cases(rows, opts, workers)
-    write_report(out, results)
+    try:
+        write_report(out, results)
+    except Exception as exc:  # the cases' outputs stand; the run still reports failure (exit 1)
+        problem = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+        log.error("report: FAILED: %s", problem)
+        results.append(CaseResult("report", ok=False, failed_step="report", message=problem))
     return results
 
 
