@@ -310,6 +310,12 @@ def _stage(items: list[Path], pattern: str, workdir: Path, copy: bool) -> list[s
     return names
 
 
+def task_env() -> dict[str, str]:
+    """The environment of a task: the interpreter's scripts folder (a venv's bin) first on PATH."""
+    scripts = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Path]],
              values: dict[str, str], profile: str = "test", process_name: str | None = None,
              timeout: int = 900) -> dict[str, list[Path]]:
@@ -336,7 +342,7 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
     cmd = interpolate(command_line(module.script), base)
     started = time.perf_counter()
     res = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=workdir, capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env=task_env())
     print(f"{module.name}: {time.perf_counter() - started:.1f} s: {cmd}", file=sys.stderr)
     if res.returncode != 0:
         raise AssertionError(f"{module.name} failed (exit {res.returncode}): {cmd}\n{res.stderr[-4000:]}")

@@ -15,12 +15,12 @@ import shutil
 
 import pytest
 
-from nfcheck import MODULES, ROOT, run_task
+from nfcheck import MODULES, ROOT, run_task, task_env
 
 pytestmark = pytest.mark.slow
 
-if shutil.which("gliocascade") is None:  # the console script must be on PATH, as in a container
-    pytest.skip("the gliocascade command is not on PATH", allow_module_level=True)
+if shutil.which("gliocascade", path=task_env()["PATH"]) is None:  # as on a task's PATH in a container
+    pytest.skip("the gliocascade console script is not installed", allow_module_level=True)
 
 
 # The test profile's settings, on smaller phantoms to keep the suite fast.
