@@ -113,21 +113,35 @@ BAD_ROWS = {
 
 @pytest.mark.parametrize("name", sorted(BAD_ROWS))
 def test_schema_and_run_reject_the_same_rows(name, tmp_path):
-    """The pipeline's schema and the samplesheet reader of `gliocascade run` agree on bad rows."""
-    from gliocascade.io import SamplesheetError, read_samplesheet
+    """The pipeline's schema and the samplesheet check of `gliocascade run` agree on bad rows."""
+    from gliocascade.errors import InputError
+    from gliocascade.pipeline import load_samplesheet
 
     sheet = tmp_path / "samplesheet.csv"
     sheet.write_text(BAD_ROWS[name])
     with pytest.raises(jsonschema.ValidationError):
         _validator(INPUT_SCHEMA).validate(_rows(sheet))
-    with pytest.raises(SamplesheetError):
-        read_samplesheet(sheet)
+    with pytest.raises(InputError):
+        load_samplesheet(sheet)
 
 
-def test_run_reader_accepts_the_test_samplesheet():
-    from gliocascade.io import read_samplesheet
+def test_duplicate_case_ids_are_rejected_by_nf_schema_rule_and_run(tmp_path):
+    """nf-schema's uniqueEntries (not a JSON Schema keyword) is declared, and `run` applies it."""
+    from gliocascade.errors import InputError
+    from gliocascade.pipeline import load_samplesheet
 
-    rows = read_samplesheet(SAMPLESHEET)
+    assert load_json(INPUT_SCHEMA)["uniqueEntries"] == ["case_id"]
+    sheet = tmp_path / "samplesheet.csv"
+    sheet.write_text("case_id,t1,t1ce,t2,flair\nc1,a.nii.gz,b.nii.gz,c.nii.gz,d.nii.gz\n"
+                     "c1,e.nii.gz,f.nii.gz,g.nii.gz,h.nii.gz\n")
+    with pytest.raises(InputError, match="c1"):
+        load_samplesheet(sheet)
+
+
+def test_run_accepts_the_test_samplesheet():
+    from gliocascade.pipeline import load_samplesheet
+
+    rows = load_samplesheet(SAMPLESHEET)
     assert [r.case_id for r in rows] == ["patient01", "BraTS19_2013_2_1", "patient03"]
     assert [r.space for r in rows] == ["native", "brats", "native"]
     assert rows[2].dicom_dir == SAMPLESHEET.parent / "patient03" / "dicom"
