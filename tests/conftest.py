@@ -69,7 +69,7 @@ def random_tiny_model(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- trained tiny cascade
 
 TINY_SHAPE = (64, 64, 48)
-TINY_TRAIN_SEEDS = range(0, 6)
+TINY_TRAIN_SEEDS = range(0, 8)
 TINY_BUDGET = {"epochs": 40, "steps_per_epoch": 3}
 
 
@@ -92,9 +92,9 @@ def train_tiny(data: Path, out: Path, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """Folder of one ``tiny`` model trained on six 64x64x48 phantoms, seeds 0-5 (``phantom000``-``005``).
+    """Folder of one ``tiny`` model trained on eight 64x64x48 phantoms, seeds 0-7 (``phantom000``-``007``).
 
-    Trained once per session (40 epochs x 3 steps of two 24^3 crops, seed 0, CPU). Evaluate it on
+    Trained once per session (40 epochs x 3 steps of two 32^3 crops, seed 0, CPU). Evaluate it on
     phantoms of the same shape with other seeds (e.g. 1000 and up), which it has never seen.
     """
     from gliocascade.phantom import write_phantoms

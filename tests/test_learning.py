@@ -14,7 +14,7 @@ from gliocascade.model_io import load_model
 from gliocascade.phantom import write_phantoms
 from gliocascade.train import predict_regions
 
-HELD_OUT_SEED = 1000  # far from the training seeds 0-5
+HELD_OUT_SEED = 1000  # far from the training seeds 0-7
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ PAPER: dict[str, Any] = {
 }
 
 # Small enough to learn the phantoms on one CPU core in a few minutes. Differences from the paper:
-# three levels of 8/16/32 channels in both stages, 4 GN groups, no dropout, 24^3 crops (half of
+# three levels of 8/16/32 channels in both stages, 4 GN groups, no dropout, 32^3 crops (half of
 # them centred on tumour), batch 2 (PyTorch's batch-1 3D convolutions on CPU take a slow path;
 # batch 2 in channels-last costs about the same per step and sees twice the data) and a 20x larger
 # learning rate (2e-3), which the short schedule needs.
@@ -46,7 +46,7 @@ TINY: dict[str, Any] = {
     "blocks": [1, 1, 1],
     "groups": 4,
     "dropout": 0.0,
-    "crop": [24, 24, 24],
+    "crop": [32, 32, 32],
     "epochs": 40,
     "warmup_epochs": 2,
     "lr": 2e-3,
