@@ -321,7 +321,7 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
              timeout: int = 900) -> dict[str, list[Path]]:
     """Runs a module's script like a Nextflow task: stage inputs, interpolate, run, collect outputs.
 
-    ``values`` gives the meta fields (``meta.x``) and the script's helper variables; staged input
+    ``values`` gives the meta fields (``meta.x``) and the script's local variables; staged input
     names are filled in here. Returns each declared output pattern -> the files it matched, and
     fails when a non-optional output is missing.
     """
