@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_SHAPE
 from gliocascade.io import read_labels, write_labels
 from gliocascade.labels import convert_labels
 from gliocascade.phantom import write_phantoms
@@ -27,8 +28,11 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture
 def six_cases(tmp_path) -> tuple[Path, list[str], Path]:
-    """Six phantoms listed in a samplesheet with relative paths; case BAD has a truncated T2."""
-    cases = write_phantoms(tmp_path / "cases", n=6, seed=300, shape=(48, 48, 40))
+    """Six held-out phantoms (tiny_model's shape, seeds 300-305) in a samplesheet with relative paths.
+
+    Case BAD has a truncated T2; case CONV2023's ground truth is in the 2023 convention.
+    """
+    cases = write_phantoms(tmp_path / "cases", n=6, seed=300, shape=TINY_SHAPE)
     lines = ["case_id,t1,t1ce,t2,flair,seg,space,label_convention"]
     for i, case in enumerate(cases):
         cid = case.name
@@ -47,10 +51,10 @@ def six_cases(tmp_path) -> tuple[Path, list[str], Path]:
     return sheet, [c.name for c in cases], bad_t2
 
 
-def test_run_six_cases_one_corrupt_then_resume(six_cases, random_tiny_model, tmp_path, cli):
+def test_run_six_cases_one_corrupt_then_resume(six_cases, tiny_model, tmp_path, cli):
     sheet, ids, bad_t2 = six_cases
     out = tmp_path / "out"
-    args = ("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--workers", "2",
+    args = ("run", "--samplesheet", sheet, "--model", tiny_model, "--out", out, "--workers", "2",
             "--tta", "1", "--device", "cpu")
     result = cli(*args)
     assert result.exit_code == 1, result.output
@@ -72,6 +76,9 @@ def test_run_six_cases_one_corrupt_then_resume(six_cases, random_tiny_model, tmp
     with open(out / "report" / "cohort_metrics.csv", newline="") as fh:
         reported = sorted(r["case_id"] for r in csv.DictReader(fh))
     assert reported == sorted(ids[:BAD] + ids[BAD + 1:])
+    with open(out / "report" / "cohort_metrics.csv", newline="") as fh:
+        wt = [float(r["dice_WT"]) for r in csv.DictReader(fh)]
+    assert sum(wt) / len(wt) >= 0.75, wt  # the trained model segments the held-out phantoms
 
     with open(out / ids[CONV2023] / f"{ids[CONV2023]}_metrics.csv", newline="") as fh:
         row2023 = next(csv.DictReader(fh))
@@ -83,7 +90,7 @@ def test_run_six_cases_one_corrupt_then_resume(six_cases, random_tiny_model, tmp
     assert _snapshot(out) == before  # nothing rewritten, the report included
 
     # Fixing the broken file and rerunning completes only that case; the others stay untouched.
-    write_phantoms(bad_t2.parent.parent, n=1, seed=300 + BAD, shape=(48, 48, 40))
+    write_phantoms(bad_t2.parent.parent, n=1, seed=300 + BAD, shape=TINY_SHAPE)
     fixed = cli(*args)
     assert fixed.exit_code == 0
     after = _snapshot(out)
