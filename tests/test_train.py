@@ -178,9 +178,11 @@ def test_resume_refuses_other_config_and_corrupt_checkpoint(resume_runs, cli, tm
     import shutil
     work = tmp_path / "m"
     shutil.copytree(root / "full", work)
-    res = cli("train", "--data", root / "data", "--out", work, "--config", "tiny", "--fold", "0", "--folds", "3",
+    other = tmp_path / "wider.json"
+    other.write_text(json.dumps({**SMALL, "widths2": [16, 32, 64]}))
+    res = cli("train", "--data", root / "data", "--out", work, "--config", other, "--fold", "0", "--folds", "3",
               "--resume")
-    assert res.exit_code == 2 and "another config" in res.output
+    assert res.exit_code == 2 and "another config (differs in widths2)" in res.output
     res = cli("train", "--data", root / "data", "--out", work, "--config", root / "small.json")
     assert res.exit_code == 2 and "use --resume" in res.output
     ck = work / "checkpoint.pt"
