@@ -56,10 +56,12 @@ def test_real_case_paper_cascade(data_dir, paper_model, tmp_path):
     assert all(s % 8 == 0 for s in info["padded_shape"])
     # The crop is smaller than the whole grid (cropping saves work) yet holds every brain voxel.
     assert np.prod(info["padded_shape"]) < 0.6 * np.prod(ref.shape)
-    assert np.abs(fast - eager).max() <= 1e-3
     from gliocascade.labels import regions_to_labels
 
     labels = np.asarray(pred.dataobj)
-    same = np.mean(labels == regions_to_labels(eager > 0.5, "2023"))
+    diff = float(np.abs(fast - eager).max())
+    same = float(np.mean(labels == regions_to_labels(eager > 0.5, "2023")))
+    print(f"\nCPU path vs eager fp32: max |dp| = {diff:.2e}, identical labels {same:.6%}")
+    assert diff <= 1e-3
     assert same >= 0.999
     assert set(np.unique(labels)) <= {0, 1, 2, 3}
