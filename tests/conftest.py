@@ -70,7 +70,7 @@ def random_tiny_model(tmp_path_factory) -> Path:
 
 TINY_SHAPE = (64, 64, 48)
 TINY_TRAIN_SEEDS = range(0, 8)
-TINY_BUDGET = {"epochs": 40, "steps_per_epoch": 3}
+TINY_BUDGET = {"epochs": 50, "steps_per_epoch": 3}
 
 
 def train_tiny(data: Path, out: Path, seed: int = 0) -> Path:
@@ -94,7 +94,7 @@ def train_tiny(data: Path, out: Path, seed: int = 0) -> Path:
 def tiny_model(tmp_path_factory) -> Path:
     """Folder of one ``tiny`` model trained on eight 64x64x48 phantoms, seeds 0-7 (``phantom000``-``007``).
 
-    Trained once per session (40 epochs x 3 steps of two 32^3 crops, seed 0, CPU). Evaluate it on
+    Trained once per session (50 epochs x 3 steps of two 32^3 crops, seed 0, CPU). Evaluate it on
     phantoms of the same shape with other seeds (e.g. 1000 and up), which it has never seen.
     """
     from gliocascade.phantom import write_phantoms
