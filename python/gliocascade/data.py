@@ -5,7 +5,14 @@ same way.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+
+from .errors import InputError
+from .io import MODALITIES, Case, check_same_grid, discover_case, read_image, read_labels, read_samplesheet
+from .labels import labels_to_regions
 
 
 def zscore(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -27,17 +34,6 @@ def zscore(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- cases
-
-import logging  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from .errors import InputError  # noqa: E402
-from .io import MODALITIES, Case, check_same_grid, discover_case, read_image, read_labels, read_samplesheet  # noqa: E402
-from .labels import labels_to_regions  # noqa: E402
-
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class Volume:
