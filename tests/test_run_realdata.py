@@ -1,4 +1,4 @@
-"""`gliocascade run` on a real BraTS-space case without ground truth (volumes only).
+"""`gliocascade run` on real scans: a BraTS-space case without ground truth, and a raw native exam.
 
 Random weights: this checks that a real scan flows through every step with its geometry intact
 and the volumes-only metrics columns, not accuracy (the 2023 label convention is covered on
@@ -40,3 +40,35 @@ def test_run_real_brats_space_case(data_dir, random_tiny_model, tmp_path, cli):
     assert float(row["volume_pred_ml_WT"]) >= float(row["volume_pred_ml_TC"]) >= float(row["volume_pred_ml_ET"])
     with open(out / "report" / "cohort_metrics.csv", newline="") as fh:
         assert [r["case_id"] for r in csv.DictReader(fh)] == ["TCGA"]
+
+
+def test_run_native_case_writes_labels_on_the_native_grid(data_dir, random_tiny_model, tmp_path, cli):
+    """A raw exam (space=native): preprocess -> BraTS space -> labels also back on the native T1Gd grid."""
+    from gliocascade.io import BRATS_SHAPE, brats_affine
+
+    native = data_dir / "native" / "TCGA-FG-6692"
+    atlas = data_dir / "atlas"
+    sheet = tmp_path / "native.csv"
+    files = [native / f"TCGA-FG-6692_{m}.nii.gz" for m in ("t1", "t1c", "t2", "flair")]
+    sheet.write_text("case_id,t1,t1ce,t2,flair\nRAW," + ",".join(str(f) for f in files) + "\n")
+    out = tmp_path / "out"
+    args = ("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
+            "--device", "cpu", "--atlas", atlas)
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+
+    case = out / "RAW"
+    pre = nib.load(str(case / "preprocessed" / "RAW_t1ce.nii.gz"))
+    assert pre.shape == BRATS_SHAPE and np.allclose(pre.affine, brats_affine(), atol=1e-4)
+    seg = nib.load(str(case / "RAW_seg.nii.gz"))
+    assert seg.shape == BRATS_SHAPE and np.allclose(seg.affine, brats_affine(), atol=1e-4)
+    t1c = nib.load(str(native / "TCGA-FG-6692_t1c.nii.gz"))
+    seg_native = nib.load(str(case / "RAW_seg_native.nii.gz"))
+    assert seg_native.shape == t1c.shape[:3]
+    np.testing.assert_allclose(seg_native.affine, t1c.affine, atol=1e-3)
+    assert set(np.unique(np.asarray(seg_native.dataobj)).tolist()) <= {0, 1, 2, 4}
+
+    stamps = {p: p.stat().st_mtime_ns for p in case.rglob("*") if p.is_file()}
+    again = cli(*args)  # resume: preprocessing and every other step are skipped
+    assert again.exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
