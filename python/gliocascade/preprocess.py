@@ -103,6 +103,16 @@ class StageClock:
             self.wall[stage] = round(self.wall.get(stage, 0.0) + time.perf_counter() - w0, 3)
 
 
+def registration_copy(image: sitk.Image, min_spacing_mm: float = 1.5) -> sitk.Image:
+    """In-plane shrunk copy for co-registration (same world extent, fewer voxels).
+
+    Clinical exams have sub-millimetre pixels and 5 mm slices; halving the in-plane sampling
+    changes co-registration by under a voxel of the BraTS grid and makes it about 3x cheaper.
+    """
+    factors = [max(1, int(round(min_spacing_mm / s))) if i < 2 else 1 for i, s in enumerate(image.GetSpacing())]
+    return sitk.Shrink(image, factors) if max(factors) > 1 else image
+
+
 def n4_corrected(image: sitk.Image) -> sitk.Image:
     """N4 bias-field-corrected copy, used only to drive registration (as CaPTk does)."""
     small = sitk.Shrink(image, [4, 4, 1])
@@ -168,15 +178,16 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             results["atlas"] = reg.register(driving["t1ce"], atlas_t1, backend, affine=affine, params=params)
             brats_to_native = results["atlas"].transform.GetInverse()
         with clock("similarity_check"):
-            brain = sitk.GetArrayFromImage(resample(atlas_ss, native["t1ce"], results["atlas"].transform,
+            small = {m: registration_copy(driving[m]) if backend == "simpleitk" else driving[m] for m in MODALITIES}
+            brain = sitk.GetArrayFromImage(resample(atlas_ss, small["t1ce"], results["atlas"].transform,
                                                     sitk.sitkNearestNeighbor)) > 0
-            similarity = {"atlas": _check_match(native["t1ce"], atlas_t1, results["atlas"].transform, brain,
+            similarity = {"atlas": _check_match(small["t1ce"], atlas_t1, results["atlas"].transform, brain,
                                                 MIN_EDGE_CORR_ATLAS, paths["t1ce"], "the atlas T1")}
         for m in MOVING:
             with clock("coregister"):
-                results[m] = reg.register(driving["t1ce"], driving[m], backend, params=params)
+                results[m] = reg.register(small["t1ce"], small[m], backend, params=params)
             with clock("similarity_check"):
-                similarity[m] = _check_match(native["t1ce"], native[m], results[m].transform, brain,
+                similarity[m] = _check_match(small["t1ce"], small[m], results[m].transform, brain,
                                              MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name)
         with clock("resample"):
             chains = {m: (compose(results[m].transform, brats_to_native) if m in results else brats_to_native)
@@ -205,6 +216,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
     extra = {
         "atlas": {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in atlas.items()},
         "registration_backend": reg.backend_version(backend),
+        "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
                                      "parameters": list(r.transform.GetParameters())}
                                  for k, r in results.items()},
