@@ -126,3 +126,31 @@ def test_failed_report_makes_the_run_fail_but_keeps_case_outputs(tmp_path, rando
     for case in cases:
         assert case_paths(out, case.name).metrics.is_file()
     assert not (out / "report" / "report_inputs.json").exists()  # a later run rebuilds the report
+
+
+def test_dicom_row_is_converted_into_the_case_folder(data_dir, tmp_path):
+    """Modality columns naming DICOM series folders go through `convert` first (here one real series)."""
+    from gliocascade.steps import needs_convert, step_convert
+
+    series = data_dir / "dicom" / "dcm_qa_decubitus_HFS" / "In" / "HFS" / "3_t1_fl2d_sag"
+    row = SampleRow("dcm1", {m: series for m in ("t1", "t1ce", "t2", "flair")}, None, None, "native", "2019", [])
+    assert needs_convert(row)
+    opts = RunOptions(models=[tmp_path / "m"], out=tmp_path / "out", tta=1, device="cpu")
+    paths = case_paths(opts.out, "dcm1")
+    paths.root.mkdir(parents=True)
+    files = step_convert(row, paths, opts)
+    assert sorted(files) == ["flair", "t1", "t1ce", "t2"]
+    for mod, path in files.items():
+        assert path == paths.converted / f"dcm1_{mod}.nii.gz" and path.is_file()
+    assert not paths.staging("convert").exists()
+
+
+def test_dicom_study_without_images_fails_its_case_at_convert(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "notes.txt").write_text("not DICOM")
+    row = SampleRow("dcm2", {}, study, None, "native", "2019", [])
+    opts = RunOptions(models=[tmp_path / "m"], out=tmp_path / "out", tta=1, device="cpu")
+    res = process_case(row, opts)
+    assert not res.ok and res.failed_step == "convert" and str(study) in res.message
+    assert not (tmp_path / "out" / "dcm2").exists()
