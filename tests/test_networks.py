@@ -121,3 +121,11 @@ def test_model_summary_cli(cli):
 def test_model_summary_bad_config(cli, tmp_path):
     res = cli("model-summary", "--config", str(tmp_path / "nope.json"))
     assert res.exit_code == 2
+
+
+def test_trained_end_to_end_stage2_loss_reaches_stage1():
+    torch.manual_seed(0)
+    model = build_cascade(load_config("tiny")).train()
+    model(torch.randn(1, 4, 16, 16, 16))["stage2"].sum().backward()
+    g = model.stage1.encoder.init_conv.conv.weight.grad
+    assert g is not None and float(g.abs().sum()) > 0  # stage-1 maps are not detached
