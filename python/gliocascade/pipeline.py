@@ -16,7 +16,6 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
 
 from .errors import InputError
 from .io import SampleRow, atomic_path, read_samplesheet
