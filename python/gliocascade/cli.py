@@ -100,7 +100,8 @@ def convert(**kw: Any) -> None:
 @click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
               show_default=True, help="Skull-stripping method (plug-ins need their weights present).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
-              help="Registration threads (results do not depend on it).")
+              help="Threads for resampling; registration always runs on one thread, so results "
+                   "never depend on this.")
 def preprocess(**kw: Any) -> None:
     """Co-register to T1Gd, register to the SRI24 BraTS space, skull-strip; write native transforms."""
     _call("preprocess", "preprocess_command", **kw)
