@@ -237,7 +237,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
         _write_log(out / "train_log.csv", log_rows)
         snaps = sorted(p.name for p in (out / SNAPSHOT_DIR).glob("*.pt")
                        if epochs - keep < int(p.stem) <= epoch + 1)
-        card["val_dice"] = dict(zip(("WT", "TC", "ET"), val))
+        card["val_dice"] = {r: (None if np.isnan(v) else v) for r, v in zip(("WT", "TC", "ET"), val)}  # strict JSON
         write_model_json(out, cfg, card, CHECKPOINT, [f"{SNAPSHOT_DIR}/{n}" for n in snaps])
     return out
 
