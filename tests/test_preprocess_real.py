@@ -189,3 +189,19 @@ def test_bit_identical_across_runs_and_thread_settings(small_exam, data_dir, tmp
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
     assert _arr(first / f"{CASE}_brainmask.nii.gz").sum() > 500_000
+
+
+def test_n4_and_affine_options(small_exam, data_dir, tmp_path):
+    """--n4 (registration copies only) and --affine: recorded, affine transform written, mask still right."""
+    out = tmp_path / "n4"
+    res = CliRunner().invoke(main, _args(small_exam, out, data_dir / "atlas", "--n4", "--affine"),
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    prov = json.loads((out / "provenance_preprocess.json").read_text())
+    assert prov["parameters"]["n4"] is True and prov["parameters"]["affine"] is True
+    assert prov["cpu_s"]["n4"] > 0
+    tx = sitk.ReadTransform(str(out / "transforms" / "brats_to_native.tfm"))
+    matrix = np.array(sitk.AffineTransform(tx).GetMatrix()).reshape(3, 3)
+    assert not np.allclose(matrix @ matrix.T, np.eye(3), atol=1e-4), "an affine, not a rigid, transform"
+    ref = _arr(data_dir / "native" / CASE / "reference" / "brats_space" / "OtherEXampleFromTCIA_hdbet_mask_brats.nii.gz") > 0
+    assert _dice(_arr(out / f"{CASE}_brainmask.nii.gz") > 0, ref) >= 0.88
