@@ -113,3 +113,17 @@ def test_schema_errors_are_input_errors_so_the_cli_exits_2(tmp_path):
     from gliocascade.errors import InputError
 
     assert issubclass(SamplesheetError, InputError)
+
+
+def test_byte_order_mark_is_ignored(tmp_path):
+    """Spreadsheet programs save CSV with a UTF-8 BOM; the first column must still be case_id."""
+    from gliocascade.io import read_samplesheet
+    from gliocascade.samplesheet_schema import read_rows
+
+    for mod in ("t1", "t1ce", "t2", "flair"):
+        (tmp_path / f"a_{mod}.nii.gz").write_bytes(b"")
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_bytes("\ufeffcase_id,t1,t1ce,t2,flair\na,a_t1.nii.gz,a_t1ce.nii.gz,a_t2.nii.gz,a_flair.nii.gz\n"
+                      .encode("utf-8"))
+    assert [r.case_id for r in read_samplesheet(sheet)] == ["a"]
+    assert read_rows(sheet)[0]["case_id"] == "a"

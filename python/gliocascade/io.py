@@ -255,6 +255,19 @@ def _cell(row: pd.Series, col: str) -> str:
     return "" if pd.isna(v) else str(v).strip()
 
 
+def read_samplesheet_table(path: str | Path) -> pd.DataFrame:
+    """The samplesheet as a table of stripped strings (a UTF-8 byte-order mark is ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SamplesheetError(path, "samplesheet not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
+    except Exception as exc:
+        raise SamplesheetError(path, f"not a readable CSV ({exc})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
 def read_samplesheet(path: str | Path) -> list[SampleRow]:
     """Parse and validate a samplesheet CSV (nf-core style, see DESIGN).
 
@@ -263,13 +276,7 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
     that case fails. Relative paths resolve against the samplesheet's folder.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SamplesheetError(path, "samplesheet not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as exc:
-        raise SamplesheetError(path, f"not a readable CSV ({exc})") from None
-    df.columns = [c.strip() for c in df.columns]
+    df = read_samplesheet_table(path)
     cols = set(df.columns)
     if "case_id" not in cols:
         raise SamplesheetError(path, "missing column 'case_id'")

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
-import pandas as pd
 
-from .io import SamplesheetError
+from .io import SamplesheetError, read_samplesheet_table
 
 SCHEMA_RESOURCE = ("gliocascade", "assets/schema_input.json")
 
@@ -56,14 +55,7 @@ def make_validator(schema: dict[str, Any] | None = None) -> jsonschema.protocols
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:
     """The sheet's rows as nf-schema sees them: stripped strings, empty cells dropped."""
-    path = Path(path)
-    if not path.is_file():
-        raise SamplesheetError(path, "samplesheet not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as exc:
-        raise SamplesheetError(path, f"not a readable CSV ({exc})") from None
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_samplesheet_table(path)
     rows = []
     for _, rec in df.iterrows():
         rows.append({k: str(v).strip() for k, v in rec.items() if str(v).strip()})
