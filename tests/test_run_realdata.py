@@ -10,6 +10,7 @@ import csv
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 
 def test_run_real_brats_space_case(data_dir, random_tiny_model, tmp_path, cli):
@@ -50,7 +51,9 @@ def test_run_native_case_writes_labels_on_the_native_grid(data_dir, random_tiny_
     atlas = data_dir / "atlas"
     sheet = tmp_path / "native.csv"
     files = [native / f"TCGA-FG-6692_{m}.nii.gz" for m in ("t1", "t1c", "t2", "flair")]
-    sheet.write_text("case_id,t1,t1ce,t2,flair\nRAW," + ",".join(str(f) for f in files) + "\n")
+    # Ground truth on the native T1Gd grid (the HD-BET brain mask as label 1): evaluated on that grid.
+    gt = native / "reference" / "hdbet_native_masks" / "OtherEXampleFromTCIA_hdbet_mask_native_t1c.nii.gz"
+    sheet.write_text("case_id,t1,t1ce,t2,flair,seg\nRAW," + ",".join(str(f) for f in [*files, gt]) + "\n")
     out = tmp_path / "out"
     args = ("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
             "--device", "cpu", "--atlas", atlas)
@@ -67,6 +70,13 @@ def test_run_native_case_writes_labels_on_the_native_grid(data_dir, random_tiny_
     assert seg_native.shape == t1c.shape[:3]
     np.testing.assert_allclose(seg_native.affine, t1c.affine, atol=1e-3)
     assert set(np.unique(np.asarray(seg_native.dataobj)).tolist()) <= {0, 1, 2, 4}
+
+    with open(case / "RAW_metrics.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    gt_img = nib.load(str(gt))
+    gt_ml = float((np.asarray(gt_img.dataobj) > 0).sum()) * float(np.prod(gt_img.header.get_zooms()[:3])) / 1000.0
+    assert float(row["volume_ref_ml_WT"]) == pytest.approx(gt_ml, rel=1e-6)
+    assert 0.0 <= float(row["dice_WT"]) <= 1.0
 
     stamps = {p: p.stat().st_mtime_ns for p in case.rglob("*") if p.is_file()}
     again = cli(*args)  # resume: preprocessing and every other step are skipped

@@ -203,7 +203,9 @@ def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
     from .metrics import evaluate_command
 
     stage = _fresh_staging(paths, "evaluate")
-    code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
+    # A native row's ground truth lies on its native T1Gd grid: compare the labels mapped back there.
+    on_native = row.space == "native" and row.seg is not None and paths.seg_native.exists()
+    code = evaluate_command(pred=paths.seg_native if on_native else paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
                             pred_labels=opts.label_convention, gt_labels=row.label_convention)
     if code:
         raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
