@@ -34,7 +34,7 @@ def test_evaluate_writes_one_row_with_stable_columns(cli, pair, tmp_path):
     assert df["case_id"].tolist() == ["c1"]
     assert 0.3 < df["dice_WT"].iloc[0] < 1.0
     assert df["hd95_WT"].iloc[0] >= 2.0  # a 2-voxel shift moves some border voxels 2 mm
-    assert sorted(p.name for p in out.parent.iterdir()) == ["c1_metrics.csv"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["c1_metrics.csv", "provenance_evaluate.json"]
 
 
 def test_evaluate_without_gt_reports_volumes_only(cli, pair, tmp_path):
@@ -138,3 +138,44 @@ def test_real_brats_2023_case_two_algorithms_two_conventions(cli, data_dir, tmp_
     assert row["dice_WT"] > 0.9 and row["dice_TC"] > 0.9 and row["dice_ET"] > 0.85
     assert row["hd95_WT"] < 5.0
     assert 50 < row["volume_ref_ml_WT"] < 300
+
+
+def test_unwritable_output_path_is_a_one_line_error(tmp_path, cli):
+    """An --out under an existing file gives exit 2 and a message naming the path, not a traceback."""
+    from gliocascade.phantom import write_phantoms
+
+    case = write_phantoms(tmp_path / "c", n=1, seed=0, shape=(32, 32, 24))[0]
+    seg = next(case.glob("*_seg.nii.gz"))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli("evaluate", "--pred", seg, "--gt", seg, "--case-id", "x", "--out", blocker / "m.csv")
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(blocker) in lines[0]
+
+
+def test_image_output_needs_a_nifti_name(tmp_path, cli):
+    from gliocascade.phantom import write_phantoms
+
+    case = write_phantoms(tmp_path / "c", n=1, seed=0, shape=(32, 32, 24))[0]
+    seg = next(case.glob("*_seg.nii.gz"))
+    result = cli("postprocess", "--pred", seg, "--out", tmp_path / "final.txt", "--et-threshold", "0")
+    assert result.exit_code == 2
+    assert "final.txt" in result.output and ".nii" in result.output
+    assert not (tmp_path / "final.txt").exists()
+
+
+def test_evaluate_records_provenance_with_input_hashes(tmp_path, cli):
+    import json
+
+    from gliocascade.phantom import write_phantoms
+    from gliocascade.provenance import sha256_file
+
+    case = write_phantoms(tmp_path / "c", n=1, seed=0, shape=(32, 32, 24))[0]
+    seg = next(case.glob("*_seg.nii.gz"))
+    out = tmp_path / "o" / "m.csv"
+    assert cli("evaluate", "--pred", seg, "--gt", seg, "--case-id", "x", "--out", out).exit_code == 0
+    record = json.loads((out.parent / "provenance_evaluate.json").read_text())
+    assert record["step"] == "evaluate"
+    assert record["inputs"]["pred"]["sha256"] == sha256_file(seg)
+    assert record["parameters"]["gt_labels"] == "2019"

@@ -39,6 +39,10 @@ def _call(module: str, function: str, **kwargs: Any) -> None:
     except InputError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:  # e.g. an output path under a file, or a folder where a file must go
+        where = exc.filename if exc.filename is not None else "?"
+        click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
@@ -52,10 +56,10 @@ def _not_built(what: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gliocascade")
-@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="Debug log output on stderr.")
 def main(verbose: int) -> None:
     """Segment brain tumours in multi-modal MRI for whole cohorts (two-stage cascaded U-Net)."""
-    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 

@@ -6,6 +6,7 @@ one-line error and a killed step never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import re
 import gzip
 import os
 import tempfile
@@ -21,6 +22,10 @@ import pandas as pd
 from .errors import InputError
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
+# Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never only dots.
+CASE_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9._-]+$")
+# Names the run's output tree uses for itself, so no case may take them.
+RESERVED_CASE_IDS = ("report",)
 # BraTS 2023 file suffixes for each modality (and the segmentation).
 BRATS2023_NAMES = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"}
 
@@ -124,6 +129,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_image(path: str | Path, array: np.ndarray, affine: np.ndarray,
                 header: nib.Nifti1Header | None = None, dtype: np.dtype | type | None = None) -> Path:
     """Write a NIfTI atomically with qform and sform both set to ``affine`` (code 1, scanner)."""
+    if not str(path).endswith((".nii", ".nii.gz")):
+        raise InputError(path, "output image must end in .nii or .nii.gz")
+    if Path(path).is_dir():
+        raise InputError(path, "output image path is an existing folder")
     arr = np.asarray(array if dtype is None else np.asarray(array).astype(dtype))
     img = nib.Nifti1Image(arr, affine, header.copy() if header is not None else None)
     img.header.set_data_dtype(arr.dtype)
@@ -205,20 +214,21 @@ def discover_case(folder: str | Path, case_id: str | None = None, require_all: b
     return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats")
 
 
-def discover_cases(root: str | Path) -> list[Case]:
-    """Every case folder directly below ``root`` (sorted); a folder that is not a case is skipped."""
+def case_folders(root: str | Path) -> list[Path]:
+    """Folders directly below ``root`` that hold NIfTI images (sorted): the candidate cases."""
     root = Path(root)
     if not root.is_dir():
         raise InputError(root, "folder not found")
-    cases = []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        try:
-            cases.append(discover_case(sub))
-        except InputError:
-            continue
-    if not cases:
-        raise InputError(root, "no BraTS-layout case folders found")
-    return cases
+    folders = [p for p in sorted(root.iterdir())
+               if p.is_dir() and any(f.name.endswith((".nii", ".nii.gz")) for f in p.iterdir())]
+    if not folders:
+        raise InputError(root, "no case folders with NIfTI images found")
+    return folders
+
+
+def discover_cases(root: str | Path) -> list[Case]:
+    """Every case below ``root``; an incomplete case folder is an error naming the missing file."""
+    return [discover_case(folder) for folder in case_folders(root)]
 
 
 # --------------------------------------------------------------------------- samplesheets
@@ -302,8 +312,9 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
         cid = _cell(row, "case_id")
         if not cid:
             raise SamplesheetError(path, f"{where}, column case_id: empty case_id")
-        if not all(ch.isalnum() or ch in "-_." for ch in cid):
-            raise SamplesheetError(path, f"{where}, column case_id: {cid!r} may contain only letters, digits, '-', '_', '.'")
+        if not CASE_ID_PATTERN.match(cid) or cid in RESERVED_CASE_IDS:
+            raise SamplesheetError(path, f"{where}, column case_id: {cid!r} may contain only letters, digits, '-', '_', "
+                                         f"'.' (not only dots, not {', '.join(RESERVED_CASE_IDS)})")
         if cid in seen:
             raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r} (first on row {seen[cid]})")
         seen[cid] = line
