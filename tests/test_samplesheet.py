@@ -127,3 +127,17 @@ def test_byte_order_mark_is_ignored(tmp_path):
                       .encode("utf-8"))
     assert [r.case_id for r in read_samplesheet(sheet)] == ["a"]
     assert read_rows(sheet)[0]["case_id"] == "a"
+
+
+@pytest.mark.parametrize("bad_id", ["..", ".", "report", "a/b", "é"])
+def test_case_ids_that_would_escape_or_collide_with_the_output_tree_are_refused(tmp_path, bad_id):
+    """Case ids become folder names under OUT: dots-only, 'report', slashes and non-ASCII are refused."""
+    from gliocascade.io import SamplesheetError, read_samplesheet
+    from gliocascade.samplesheet_schema import validate_samplesheet
+
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f"case_id,t1,t1ce,t2,flair\n{bad_id},a.nii.gz,b.nii.gz,c.nii.gz,d.nii.gz\n", encoding="utf-8")
+    with pytest.raises(SamplesheetError, match="case_id"):
+        read_samplesheet(sheet)
+    with pytest.raises(SamplesheetError, match="case_id"):
+        validate_samplesheet(sheet)

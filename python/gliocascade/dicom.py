@@ -26,6 +26,7 @@ import numpy as np
 
 from .deid import Identifiers, identifiers_of, safe_name, scrub_nifti_header, scrub_sidecar_file
 from .errors import InputError
+from .io import CASE_ID_PATTERN
 from .series_id import MODALITIES, OTHER, Candidate, choose, identify
 
 log = logging.getLogger(__name__)
@@ -320,7 +321,7 @@ def convert(out: Path, dicom: Path | None = None, case_id: str | None = None,
     overrides = {m: Path(p) for m, p in (overrides or {}).items() if p is not None}
     if dicom is None and not overrides:
         raise InputError(None, "give --dicom STUDY_DIR or series folders with --t1/--t1ce/--t2/--flair")
-    if case_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", case_id):
+    if case_id is not None and not CASE_ID_PATTERN.match(case_id):
         raise InputError(None, f"--case-id {case_id!r} may contain only letters, digits, '-', '_', '.'")
     out = Path(out)
     if out.exists() and not out.is_dir():
