@@ -162,8 +162,16 @@ def test_discover_cases_skips_folders_that_are_not_cases(tmp_path):
     _touch_case(tmp_path / "a", "p1", ["_t1", "_t1ce", "_t2", "_flair"])
     (tmp_path / "report").mkdir()
     assert [c.case_id for c in discover_cases(tmp_path)] == ["p1", "p2"]
-    with pytest.raises(InputError, match="no BraTS-layout case folders"):
+    with pytest.raises(InputError, match="no case folders"):
         discover_cases(tmp_path / "report")
+
+
+def test_discover_cases_names_an_incomplete_case(tmp_path):
+    """A case folder missing a modality is an error naming it, never silently dropped."""
+    _touch_case(tmp_path / "a", "p1", ["_t1", "_t1ce", "_t2", "_flair"])
+    _touch_case(tmp_path / "b", "p2", ["_t1", "_t1ce", "_flair"])
+    with pytest.raises(InputError, match=r"p2_t2.*modality t2 missing"):
+        discover_cases(tmp_path)
 
 
 def test_real_brats_2023_case_is_discovered(data_dir):

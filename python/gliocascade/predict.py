@@ -20,7 +20,7 @@ import torch
 
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
-from .io import MODALITIES, atomic_path, check_same_grid, discover_case, discover_cases, read_image
+from .io import MODALITIES, atomic_path, case_folders, check_same_grid, discover_case, read_image
 from .labels import regions_to_labels
 
 log = logging.getLogger(__name__)
@@ -205,18 +205,21 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
         predict_case(found.images, found.case_id, loaded, Path(out), int(tta), device,
                      _brainmask_of(case, found.case_id), save_probabilities, label_convention)
         return 0
-    found_cases = discover_cases(cases)
+    folders = case_folders(cases)
     loaded = load_models(models, device)
     failed = []
-    for c in found_cases:
-        folder = Path(c.images["t1ce"]).parent
+    for folder in folders:
         try:
+            c = discover_case(folder)
             predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
                          _brainmask_of(folder, c.case_id), save_probabilities, label_convention)
         except InputError as exc:
             log.error("%s", exc)
-            failed.append(c.case_id)
+            failed.append(folder.name)
+        except Exception as exc:  # one case's crash (e.g. out of memory) must not stop the cohort
+            log.error("%s: %s: %s", folder, type(exc).__name__, exc)
+            failed.append(folder.name)
     if failed:
-        log.error("%d of %d cases failed: %s", len(failed), len(found_cases), ", ".join(failed))
+        log.error("%d of %d cases failed: %s", len(failed), len(folders), ", ".join(failed))
         return 1
     return 0
