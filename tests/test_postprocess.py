@@ -52,6 +52,8 @@ def test_cli_threshold_option(cli, tmp_path):
     out = nib.load(tmp_path / "c1_seg.nii.gz")
     assert not (np.asarray(out.dataobj) == 4).any()
     assert np.allclose(out.affine, brats_affine()) and out.shape == (20, 20, 12)
+    record = json.loads((tmp_path / "provenance_postprocess.json").read_text())
+    assert record["parameters"]["et_threshold"] == 41 and record["et_voxels_relabelled"] == 40
 
 
 def _model_dir(tmp_path: Path, name: str, threshold: int | None) -> Path:

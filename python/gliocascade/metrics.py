@@ -16,6 +16,7 @@ with the border size rather than with the box (scattered metastases span most of
 from __future__ import annotations
 
 import logging
+import time
 import math
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from scipy.spatial import cKDTree
 from .errors import InputError
 from .io import atomic_path, check_same_grid, load_nifti
 from .labels import REGIONS, labels_to_regions, validate_labels
+from .provenance import write_provenance
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,11 @@ def write_metrics_csv(rows: list[dict], out: Path) -> Path:
 def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_labels: str,
                      gt_labels: str) -> int:
     """CLI body of `gliocascade evaluate`: one row per case, volumes only without ``--gt``."""
+    started = time.time()
     row = evaluate_case(Path(pred), None if gt is None else Path(gt), case_id, pred_labels, gt_labels)
     write_metrics_csv([row], Path(out))
+    write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": pred, "gt": gt},
+                     {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels}, started,
+                     extra={"output": str(out)})
     log.info("wrote %s", out)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -16,6 +17,7 @@ import numpy as np
 from .errors import InputError
 from .io import atomic_path, load_nifti, read_labels, write_labels
 from .labels import CONVENTIONS, validate_labels
+from .provenance import write_provenance
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ def postprocess_labels(pred: Path, out: Path, et_threshold: int, native_transfor
     """
     from .native_space import labels_to_native, native_output_path, transform_files
 
+    started = time.time()
     pred, out = Path(pred), Path(out)
     img = load_nifti(pred)
     labels = validate_labels(np.asanyarray(img.dataobj), label_convention, pred)
@@ -85,6 +88,13 @@ def postprocess_labels(pred: Path, out: Path, et_threshold: int, native_transfor
         written.append(write_labels(native_path, native, native_affine))
     else:
         written.append(write_labels(out, final, img.affine))
+    inputs = {"pred": pred}
+    if native_transforms is not None:
+        inputs.update({f"transform_{p.name}": p for p in Path(native_transforms).iterdir() if p.is_file()})
+    write_provenance(out.parent / "provenance_postprocess.json", "postprocess", inputs,
+                     {"et_threshold": et_threshold, "label_convention": label_convention,
+                      "native_transforms": native_transforms},
+                     started, extra={"outputs": [str(p) for p in written], "et_voxels_relabelled": changed})
     return written
 
 
