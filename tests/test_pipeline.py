@@ -154,3 +154,18 @@ def test_dicom_study_without_images_fails_its_case_at_convert(tmp_path):
     res = process_case(row, opts)
     assert not res.ok and res.failed_step == "convert" and str(study) in res.message
     assert not (tmp_path / "out" / "dcm2").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message for machines without CUDA")
+def test_cuda_without_cuda_stops_the_run_before_any_output(tmp_path, random_tiny_model, cli):
+    """`run --device cuda` on a CPU machine is a usage error (exit 2), not one failure per case."""
+    case = write_phantoms(tmp_path / "cases", n=1, seed=70, shape=(32, 32, 32))[0]
+    cid = case.name
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("case_id,t1,t1ce,t2,flair,space\n" + ",".join(
+        [cid, *[str(case / f"{cid}_{m}.nii.gz") for m in ("t1", "t1ce", "t2", "flair")], "brats"]) + "\n")
+    out = tmp_path / "out"
+    result = cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--device", "cuda")
+    assert result.exit_code == 2
+    assert "no CUDA device" in result.output
+    assert not out.exists() or not any(out.iterdir())

@@ -41,10 +41,13 @@ class LoadedModel:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
+    """``auto`` -> CUDA when available, else CPU; asking for CUDA where there is none is an input error."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu or auto)")
+    return dev
 
 
 def _tensor_state(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

@@ -178,6 +178,9 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     models = [Path(m) for m in models]
     threshold = check_models(models)
     check_atlas(rows, atlas)
+    from .model_io import resolve_device
+
+    resolve_device(device)  # --device cuda without CUDA stops here, before any case starts
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,

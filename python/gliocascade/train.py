@@ -139,8 +139,6 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
     out = Path(out)
     cfg = dict(config)
     dev = resolve_device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda requested but CUDA is not available")
     ckpt_path = out / CHECKPOINT
     state = None
     if resume:
