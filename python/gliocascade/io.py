@@ -211,7 +211,9 @@ def discover_case(folder: str | Path, case_id: str | None = None, require_all: b
             continue
         images[mod] = p
     seg = _find(folder, [f"{cid}_seg", f"{cid}-seg"])
-    return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats")
+    # A preprocessed case carries its brain mask: z-scoring uses it in training and prediction alike.
+    brainmask = _find(folder, [f"{cid}_brainmask"])
+    return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats", {"brainmask": brainmask})
 
 
 def case_folders(root: str | Path) -> list[Path]:

@@ -167,14 +167,6 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     return label_path
 
 
-def _brainmask_of(folder: Path, case_id: str) -> Path | None:
-    for ext in (".nii.gz", ".nii"):
-        p = Path(folder) / f"{case_id}_brainmask{ext}"
-        if p.is_file():
-            return p
-    return None
-
-
 def load_models(folders: Sequence[Path], device: str = "auto") -> list:
     """Load every model folder once (hash-checked, weights only)."""
     from .model_io import load_model, resolve_device
@@ -182,8 +174,6 @@ def load_models(folders: Sequence[Path], device: str = "auto") -> list:
     if not folders:
         raise InputError(None, "at least one --model is needed")
     dev = resolve_device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu or auto)")
     return [load_model(Path(f), dev) for f in folders]
 
 
@@ -203,7 +193,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
         found = discover_case(case, case_id)
         loaded = load_models(models, device)
         predict_case(found.images, found.case_id, loaded, Path(out), int(tta), device,
-                     _brainmask_of(case, found.case_id), save_probabilities, label_convention)
+                     found.extra.get("brainmask"), save_probabilities, label_convention)
         return 0
     folders = case_folders(cases)
     loaded = load_models(models, device)
@@ -212,7 +202,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
         try:
             c = discover_case(folder)
             predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
-                         _brainmask_of(folder, c.case_id), save_probabilities, label_convention)
+                         c.extra.get("brainmask"), save_probabilities, label_convention)
         except InputError as exc:
             log.error("%s", exc)
             failed.append(folder.name)
