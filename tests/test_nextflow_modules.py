@@ -8,7 +8,6 @@ the mutation control shows the same check fails when an option drifts. The stub 
 from __future__ import annotations
 
 import re
-import shutil
 
 import click
 import pytest

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from gliocascade.atlas import ATLAS_FILES
 from gliocascade.cli import main
 from gliocascade.io import MODALITIES, brats_affine
-from gliocascade.preprocess import native_space_labels
+from gliocascade.native_space import labels_to_native
 from gliocascade.registration import normalized_cross_correlation, transform_points
 from gliocascade.resample import brats_grid
 
@@ -120,11 +120,15 @@ def test_label_round_trip_keeps_dice(real_run, data_dir):
     """A BraTS-space label map to the native T1Gd grid and back (nearest neighbour both ways)."""
     out, _ = real_run
     mask = _arr(out / f"{CASE}_brainmask.nii.gz").astype(np.uint8)
-    native_img, native_arr = native_space_labels(mask, out / "transforms")
+    native_arr, native_affine = labels_to_native(mask, nib.load(str(out / f"{CASE}_brainmask.nii.gz")),
+                                                 out / "transforms")
     t1c = nib.load(str(_native(data_dir)["t1ce"]))
     assert native_arr.shape == t1c.shape
+    assert np.allclose(native_affine, t1c.affine, atol=1e-3)
     ref = nib.load(str(out / "transforms" / "native_reference.nii.gz"))
     assert np.allclose(ref.affine, t1c.affine, atol=1e-4)
+    native_img = sitk.GetImageFromArray(np.ascontiguousarray(native_arr.transpose(2, 1, 0)))
+    native_img.CopyInformation(sitk.ReadImage(str(out / "transforms" / "native_reference.nii.gz")))
     tx = sitk.ReadTransform(str(out / "transforms" / "brats_to_native.tfm"))
     back = sitk.GetArrayFromImage(sitk.Resample(native_img, brats_grid(), tx, sitk.sitkNearestNeighbor, 0,
                                                 sitk.sitkUInt8)).transpose(2, 1, 0) > 0

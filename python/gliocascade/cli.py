@@ -16,7 +16,6 @@ import click
 from . import __version__
 from .errors import InputError, NotBuiltError
 
-EXISTING_DIR = click.Path(exists=False, file_okay=False, path_type=Path)
 ANY_PATH = click.Path(path_type=Path)
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
 CONVENTION = click.Choice(["2019", "2023"])

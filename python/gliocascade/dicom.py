@@ -8,7 +8,6 @@ the reason. Everything is written to a temporary folder beside ``--out`` and mov
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import re

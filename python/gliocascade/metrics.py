@@ -26,8 +26,8 @@ from scipy.ndimage import binary_erosion, generate_binary_structure
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .io import atomic_path, check_same_grid, load_nifti
-from .labels import REGIONS, labels_to_regions, validate_labels
+from .io import atomic_path, check_same_grid, read_labels
+from .labels import REGIONS, labels_to_regions
 from .provenance import write_provenance
 
 log = logging.getLogger(__name__)
@@ -154,23 +154,18 @@ def evaluate_arrays(pred: np.ndarray, ref: np.ndarray | None, spacing: tuple[flo
     return row
 
 
-def _read_label_map(path: Path, convention: str) -> tuple[np.ndarray, np.ndarray]:
-    img = load_nifti(path)
-    return validate_labels(np.asanyarray(img.dataobj), convention, path), img.affine.copy()
-
-
 def evaluate_case(pred: Path, gt: Path | None, case_id: str, pred_labels: str = "2019",
                   gt_labels: str = "2019") -> dict:
     """One metrics row for a case: ``case_id`` then the columns of :func:`metric_columns`.
 
     Both maps must share the grid (affines within 1e-3 mm); HD95 and volumes use its spacing.
     """
-    p, p_aff = _read_label_map(Path(pred), pred_labels)
+    p, p_aff = read_labels(Path(pred), pred_labels)
     spacing = spacing_from_affine(p_aff)
     if gt is None:
         values = evaluate_arrays(p, None, spacing, pred_labels)
     else:
-        g, g_aff = _read_label_map(Path(gt), gt_labels)
+        g, g_aff = read_labels(Path(gt), gt_labels)
         check_same_grid(pred, (p, p_aff), gt, (g, g_aff))
         values = evaluate_arrays(p, g, spacing, pred_labels, gt_labels)
     row = {"case_id": case_id, **values}

@@ -27,7 +27,6 @@ CHECKPOINT = "checkpoint.pt"
 SNAPSHOT_DIR = "snapshots"
 FORMAT = "gliocascade-model"
 # Keys of the data card that model.json keeps at its top level.
-TOP_LEVEL_CARD_KEYS = ("label_convention", "split", "et_threshold")
 
 
 @dataclass

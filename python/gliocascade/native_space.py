@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .io import load_nifti, write_labels
+from .io import load_nifti
 
 TRANSFORM_NAME = "brats_to_native.tfm"
 REFERENCE_NAME = "native_reference.nii.gz"
@@ -93,8 +93,3 @@ def native_output_path(out: str | Path) -> Path:
     return out.with_name(f"{name}_native.nii.gz")
 
 
-def write_native_labels(labels: np.ndarray, labels_img: nib.Nifti1Image, transforms_dir: str | Path,
-                        out: str | Path) -> Path:
-    """Map ``labels`` to the native grid and write them atomically at ``out``."""
-    arr, affine = labels_to_native(labels, labels_img, transforms_dir)
-    return write_labels(out, arr, affine)

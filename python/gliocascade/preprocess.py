@@ -29,7 +29,7 @@ from .atlas import locate_atlas
 from .errors import InputError
 from .io import MODALITIES, brats_affine, write_image, write_labels
 from .provenance import sha256_file, write_provenance
-from .resample import brats_grid, compose, field_of_view, resample, to_array, to_brats
+from .resample import compose, field_of_view, resample, to_brats
 from .skullstrip import METHODS, check_plausible, plugin_mask, refine_atlas_mask
 
 log = logging.getLogger(__name__)
@@ -268,21 +268,6 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
         return {k: out / p for k, p in rel.items()}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def native_space_labels(labels_brats: np.ndarray, transforms_dir: Path) -> tuple[sitk.Image, np.ndarray]:
-    """BraTS-space labels on the native T1Gd grid through the written transforms (nearest neighbour).
-
-    Resampling onto the native grid needs native -> BraTS points, the inverse of the file's transform.
-    """
-    transforms_dir = Path(transforms_dir)
-    tx = sitk.ReadTransform(str(transforms_dir / "brats_to_native.tfm"))
-    ref = sitk.ReadImage(str(transforms_dir / "native_reference.nii.gz"))
-    grid = brats_grid()
-    lab = sitk.GetImageFromArray(np.ascontiguousarray(labels_brats.astype(np.uint8).transpose(2, 1, 0)))
-    lab.CopyInformation(grid)
-    out = resample(lab, ref, tx.GetInverse(), sitk.sitkNearestNeighbor, sitk.sitkUInt8)
-    return out, to_array(out)
 
 
 def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str, out: Path,
