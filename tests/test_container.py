@@ -110,15 +110,6 @@ def _context(tmp: Path) -> Path:
     return ctx
 
 
-def _atlas_mode() -> str:
-    """required once `fetch-atlas` exists in the package; optional (tolerated) before that."""
-    src = ROOT / "python" / "gliocascade" / "atlas.py"
-    if src.exists() and "def fetch_atlas_command" in src.read_text():
-        return "required"
-    _say("fetch-atlas is not built yet: building with FETCH_ATLAS=optional")
-    return "optional"
-
-
 @pytest.fixture(scope="module")
 def image(podman_env, tmp_path_factory) -> str:
     """Builds the CPU image (fails the test on a failing build)."""
@@ -128,7 +119,7 @@ def image(podman_env, tmp_path_factory) -> str:
     cmd = ["podman", "build", "--network", "host", "--layers",
            "-f", str(ctx / "containers" / "Dockerfile"),
            "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", "VARIANT=cpu",
-           "--build-arg", f"FETCH_ATLAS={_atlas_mode()}", "-t", IMAGE]
+           "--build-arg", "FETCH_ATLAS=required", "-t", IMAGE]
     if HOST_CA.exists():  # for pip behind a TLS-intercepting proxy; mounted for the build only
         cmd += ["-v", f"{HOST_CA}:/run/host-ca.crt:ro", "--build-arg", "HOST_CA=/run/host-ca.crt"]
     _sh(cmd + [str(ctx)], env=env, timeout=3000)
@@ -151,8 +142,7 @@ def test_help_runs_in_image(podman_env, image):
         assert command in res.stdout
     atlas = _run(podman_env, image, "sh", "-c", 'ls "$GLIOCASCADE_ATLAS"')
     _say(f"atlas in image: {atlas.stdout.split() or 'none'}")
-    if _atlas_mode() == "required":
-        assert "t1_brats_space.nii" in atlas.stdout.split() or "t1_brats_space.nii.gz" in atlas.stdout.split()
+    assert "t1_brats_space.nii" in atlas.stdout.split() or "t1_brats_space.nii.gz" in atlas.stdout.split()
 
 
 @CONTAINER[0]

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import InputError, NotBuiltError
+from .errors import InputError
 
 ANY_PATH = click.Path(path_type=Path)
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
@@ -24,17 +24,7 @@ CONVENTION = click.Choice(["2019", "2023"])
 def _call(module: str, function: str, **kwargs: Any) -> None:
     """Import the step's module lazily (keeps --help fast) and run it; map errors to exit codes."""
     try:
-        mod = importlib.import_module(f"gliocascade.{module}")
-        func = getattr(mod, function, None)
-        if func is None:
-            raise NotBuiltError(f"{module}.{function}")
-        code = func(**kwargs)
-    except ModuleNotFoundError as exc:
-        if exc.name == f"gliocascade.{module}":
-            _not_built(f"{module}.{function}")
-        raise
-    except NotBuiltError as exc:
-        _not_built(str(exc))
+        code = getattr(importlib.import_module(f"gliocascade.{module}"), function)(**kwargs)
     except InputError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -48,15 +38,10 @@ def _call(module: str, function: str, **kwargs: Any) -> None:
     sys.exit(int(code or 0))
 
 
-def _not_built(what: str) -> None:
-    click.echo(f"error: this command is not built yet ({what})", err=True)
-    sys.exit(1)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gliocascade")
-@click.option("-v", "--verbose", count=True, help="Debug log output on stderr.")
-def main(verbose: int) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Debug log output on stderr.")
+def main(verbose: bool) -> None:
     """Segment brain tumours in multi-modal MRI for whole cohorts (two-stage cascaded U-Net)."""
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)

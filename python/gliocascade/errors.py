@@ -12,7 +12,3 @@ class InputError(Exception):
         # One line always: library messages (nibabel's truncation error) can contain newlines.
         self.problem = " ".join(str(problem).split())
         super().__init__(f"{self.path}: {self.problem}" if self.path else self.problem)
-
-
-class NotBuiltError(Exception):
-    """A command whose body does not exist yet (exit 1)."""
