@@ -121,3 +121,21 @@ def test_other_config_refused(folder):
     paper = load_config("paper")
     with pytest.raises(InputError, match="another config"):
         load_weights(path / "checkpoint.pt", paper)
+
+
+@pytest.mark.parametrize("change", [{"sha256": []}, {"config": []}, {"snapshots": "000.pt"},
+                                    {"snapshots": ["../elsewhere.pt"]}, {"checkpoint": "/abs/checkpoint.pt"}])
+def test_malformed_model_json_is_a_one_line_error(tmp_path, change):
+    """Wrong types or weight paths outside the folder in model.json are refused, never a traceback."""
+    import json as _json
+
+    from gliocascade.errors import InputError
+    from gliocascade.model_io import read_model_json
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    doc = {"format": "gliocascade-model", "config": {"name": "tiny"}, "sha256": {}, "checkpoint": "checkpoint.pt"}
+    doc.update(change)
+    (folder / "model.json").write_text(_json.dumps(doc))
+    with pytest.raises(InputError, match="model.json"):
+        read_model_json(folder)

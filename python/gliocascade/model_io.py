@@ -142,6 +142,14 @@ def read_model_json(folder: str | Path) -> dict[str, Any]:
         raise InputError(path, f"unreadable model.json ({exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or "config" not in doc or "sha256" not in doc:
         raise InputError(path, "not a gliocascade model.json (format, config or sha256 missing)")
+    if not isinstance(doc["config"], dict) or not isinstance(doc["sha256"], dict):
+        raise InputError(path, "model.json: config and sha256 must be objects")
+    names = doc.get("snapshots") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InputError(path, "model.json: snapshots must be a list of file names")
+    for rel in [*names, doc.get("checkpoint") or ""]:
+        if rel and (Path(rel).is_absolute() or ".." in Path(rel).parts):
+            raise InputError(path, f"model.json: weight file {rel!r} must lie inside the model folder")
     return doc
 
 
