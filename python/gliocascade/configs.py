@@ -6,11 +6,11 @@ One dict drives the networks, the data pipeline and the training schedule, so a 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .io import read_json_object
 
 PAPER: dict[str, Any] = {
     "name": "paper",
@@ -58,7 +58,7 @@ TINY: dict[str, Any] = {
 BUILTIN = {"paper": PAPER, "tiny": TINY}
 
 
-def _finish(cfg: dict[str, Any], where: str | Path | None) -> dict[str, Any]:
+def finish_config(cfg: dict[str, Any], where: str | Path | None) -> dict[str, Any]:
     """Check consistency and add the derived ``levels`` and ``divisor``."""
     required = ("in_channels", "n_regions", "widths1", "widths2", "blocks", "groups")
     missing = [k for k in required if k not in cfg]
@@ -88,16 +88,11 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
     """
     key = str(name_or_path)
     if key in BUILTIN:
-        return _finish(copy.deepcopy(BUILTIN[key]), None)
+        return finish_config(copy.deepcopy(BUILTIN[key]), None)
     path = Path(key)
     if not path.is_file():
         raise InputError(path, "config is neither 'paper', 'tiny' nor an existing JSON file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"not a readable JSON config ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(path, "config JSON must be an object")
+    data = read_json_object(path, "JSON config")
     base = data.pop("base", None)
     if base is not None:
         if base not in BUILTIN:
@@ -105,7 +100,7 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         data = {**copy.deepcopy(BUILTIN[base]), "name": path.stem, **data}
     data.pop("levels", None)
     data.pop("divisor", None)
-    return _finish(data, path)
+    return finish_config(data, path)
 
 
 def network_keys(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -104,6 +104,20 @@ def check_same_grid(ref_path: str | Path, ref: tuple[np.ndarray, np.ndarray],
                                      "(shape or affine differ by more than 1e-3 mm)")
 
 
+def read_json_object(path: str | Path, what: str) -> dict:
+    """A JSON file that must hold an object; unreadable or other JSON is an InputError naming ``what``."""
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(path, f"unreadable {what} ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(path, f"{what} must be a JSON object")
+    return data
+
+
 # --------------------------------------------------------------------------- writing
 
 @contextlib.contextmanager

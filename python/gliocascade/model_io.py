@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from . import __version__
-from .configs import _finish, network_keys
+from .configs import finish_config, network_keys
 from .errors import InputError
-from .io import atomic_path
+from .io import atomic_path, read_json_object
 from .provenance import sha256_file
 
 MODEL_JSON = "model.json"
@@ -136,11 +136,8 @@ def read_model_json(folder: str | Path) -> dict[str, Any]:
         raise InputError(folder, "model folder not found")
     if not path.is_file():
         raise InputError(path, "not a model folder: model.json missing")
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"unreadable model.json ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or "config" not in doc or "sha256" not in doc:
+    doc = read_json_object(path, "model.json")
+    if doc.get("format") != FORMAT or "config" not in doc or "sha256" not in doc:
         raise InputError(path, "not a gliocascade model.json (format, config or sha256 missing)")
     if not isinstance(doc["config"], dict) or not isinstance(doc["sha256"], dict):
         raise InputError(path, "model.json: config and sha256 must be objects")
@@ -159,7 +156,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Loaded
 
     folder = Path(folder)
     doc = read_model_json(folder)
-    config = _finish(dict(doc["config"]), folder / MODEL_JSON)
+    config = finish_config(dict(doc["config"]), folder / MODEL_JSON)
     dev = resolve_device(device)
     names = list(doc.get("snapshots") or []) or ([doc["checkpoint"]] if doc.get("checkpoint") else [])
     if not names:
