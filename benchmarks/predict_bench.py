@@ -11,6 +11,11 @@ exactly as `predict` prepares it. Convolution FLOPs are counted with torch.utils
 the meta device (no arithmetic). Each network runs once to warm up, then `--runs` timed forwards.
 
     python benchmarks/predict_bench.py [--case DIR] [--threads 2] [--runs 1] [--out benchmarks/results/predict.json]
+
+With ``--device cuda`` (default output benchmarks/results/predict_cuda.json) the same input runs on
+the GPU: true fp32 (TF32 off) and the bf16 autocast path `predict` uses, each with and without
+cuDNN autotuning, SegResNet under bf16, bf16 and fp32 matmul peaks, CUDA peak memory, and how far
+bf16 probabilities and labels are from fp32 ones on the same weights.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = ROOT.parent / "shared" / "data" / "brats_space" / "BraTS-GLI-00001-000"
 NETWORKS = ("cascade_eager", "cascade_channels_last", "segresnet")
+CUDA_NETWORKS = ("cascade_fp32", "cascade_bf16", "cascade_bf16_autotune", "cascade_bf16_channels_last_autotune",
+                 "segresnet_bf16")
 
 
 def prepared_input(case_dir: Path) -> torch.Tensor:
@@ -109,6 +116,74 @@ def child_network(name: str, case_dir: Path, threads: int, runs: int) -> dict:
     return {"shape": list(x.shape), "warmup_seconds": warm, "seconds": times}
 
 
+def _cuda_timed(forward, runs: int) -> tuple[float, list[float]]:
+    times = []
+    for i in range(runs + 1):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        forward()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return times[0], times[1:]
+
+
+def child_cuda_matmul(n: int = 8192, reps: int = 10) -> dict:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    out = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        a = torch.randn(n, n, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, device="cuda", dtype=dtype)
+        _, times = _cuda_timed(lambda: a @ b, reps)
+        out[str(dtype).replace("torch.", "")] = {"n": n, "seconds": min(times), "gflops": 2 * n ** 3 / min(times) / 1e9}
+    return out
+
+
+def child_cuda_network(name: str, case_dir: Path, runs: int) -> dict:
+    """One network on the GPU: warm-up seconds, timed seconds and CUDA peak memory."""
+    from gliocascade.cpu_speed import prepare
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(0)
+    x = prepared_input(case_dir).cuda()
+    net = build(name)
+    if name.startswith("cascade"):
+        runner = prepare([net], torch.device("cuda"), amp="bf16" in name)
+        if "channels_last" in name:
+            net.to(memory_format=torch.channels_last_3d)
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        forward = lambda: runner(net, x)  # noqa: E731
+    else:
+        net.cuda()
+
+        def forward():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return net(x)
+    torch.backends.cudnn.benchmark = name.endswith("autotune")  # after prepare, which may set its own
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        warm, times = _cuda_timed(forward, runs)
+    return {"shape": list(x.shape), "warmup_seconds": warm, "seconds": times,
+            "cuda_peak_memory_gb": torch.cuda.max_memory_allocated() / 1e9}
+
+
+def child_cuda_agreement(case_dir: Path) -> dict:
+    """bf16 autocast against true fp32 on the same random weights: probabilities and labels."""
+    from gliocascade.cpu_speed import prepare
+
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    x = prepared_input(case_dir).cuda()
+    net = build("cascade")
+    with torch.inference_mode():
+        ref = prepare([net], torch.device("cuda"), amp=False)(net, x)
+        fast = prepare([net], torch.device("cuda"), amp=True)(net, x)
+    diff = (fast - ref).abs()
+    return {"max_abs_probability_difference": float(diff.max()),
+            "mean_abs_probability_difference": float(diff.mean()),
+            "equal_region_labels_fraction": float(((fast > 0.5) == (ref > 0.5)).float().mean())}
+
+
 def run_child(args: list[str]) -> tuple[dict, float]:
     """Run this script as a child; (its JSON result, its peak resident memory in GB)."""
     proc = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE)
@@ -125,9 +200,22 @@ def main() -> None:
     ap.add_argument("--case", type=Path, default=DEFAULT_CASE)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "predict.json")
-    ap.add_argument("--child", choices=("matmul", *NETWORKS), help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help="default: benchmarks/results/predict.json (predict_cuda.json on cuda)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--child", choices=("matmul", "cuda_matmul", "cuda_agreement", *NETWORKS, *CUDA_NETWORKS),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.out is None:
+        args.out = ROOT / "benchmarks" / "results" / ("predict_cuda.json" if args.device == "cuda" else "predict.json")
+    if args.child == "cuda_matmul":
+        print(json.dumps(child_cuda_matmul()))
+        return
+    if args.child == "cuda_agreement":
+        print(json.dumps(child_cuda_agreement(args.case)))
+        return
+    if args.child in CUDA_NETWORKS:
+        print(json.dumps(child_cuda_network(args.child, args.case, args.runs)))
+        return
     if args.child == "matmul":
         print(json.dumps(child_matmul(args.threads)))
         return
@@ -136,6 +224,9 @@ def main() -> None:
         return
 
     common = ["--case", str(args.case), "--threads", str(args.threads), "--runs", str(args.runs)]
+    if args.device == "cuda":
+        cuda_main(args, common)
+        return
     matmul, _ = run_child(["--child", "matmul", *common])
     peak = matmul["gflops"]
     results = {}
@@ -159,11 +250,44 @@ def main() -> None:
             "cascade_over_segresnet_flops": fast["conv_gflop"] / seg["conv_gflop"],
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_record(args.out, record)
     print(json.dumps(record["ratios"], indent=2))
+
+
+def write_record(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def cuda_main(args: argparse.Namespace, common: list[str]) -> None:
+    """The GPU run: matmul peaks, each network in its own process, bf16-vs-fp32 agreement."""
+    matmul, _ = run_child(["--child", "cuda_matmul", *common])
+    results = {}
+    for name in CUDA_NETWORKS:
+        res, _ = run_child(["--child", name, *common])
+        gflop = conv_gflop(name, tuple(res["shape"]))
+        best = min(res["seconds"])
+        peak = matmul["bfloat16" if "bf16" in name else "float32"]["gflops"]
+        results[name] = {**res, "best_seconds": best, "conv_gflop": gflop, "gflops": gflop / best,
+                         "fraction_of_matmul_peak": gflop / best / peak}
+        print(f"{name}: {best:.3f} s, {gflop / best:.0f} GFLOP/s, {gflop / best / peak:.0%} of matmul peak, "
+              f"{res['cuda_peak_memory_gb']:.2f} GB", file=sys.stderr)
+    agreement, _ = run_child(["--child", "cuda_agreement", *common])
+    record = {
+        "case": args.case.name, "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+        "runs": args.runs, "input_shape": results["cascade_fp32"]["shape"], "matmul": matmul,
+        "networks": results, "bf16_vs_fp32": agreement,
+        "ratios": {
+            "bf16_speedup_vs_fp32": results["cascade_fp32"]["best_seconds"] / results["cascade_bf16"]["best_seconds"],
+            "autotune_speedup": results["cascade_bf16"]["best_seconds"] / results["cascade_bf16_autotune"]["best_seconds"],
+            "cascade_over_segresnet_seconds": results["cascade_bf16"]["best_seconds"] / results["segresnet_bf16"]["best_seconds"],
+            "cascade_over_segresnet_flops": results["cascade_bf16"]["conv_gflop"] / results["segresnet_bf16"]["conv_gflop"],
+        },
+    }
+    write_record(args.out, record)
+    print(json.dumps({**record["ratios"], **agreement}, indent=2))
 
 
 if __name__ == "__main__":
