@@ -1,0 +1,121 @@
+"""Whole-case inference time as a user meets it: one cold `gliocascade predict` and a cohort run.
+
+A model folder of the `paper` cascade with 8 random snapshots (the paper's ensemble; the cost does
+not depend on the weights) is written once. Then, on the real BraTS-space case:
+  * cold: a fresh `gliocascade predict --case` process, wall time from launch to exit (Python and
+    torch import, model loading and hash checks, 8 flip passes, writing);
+  * cohort: `gliocascade predict --cases` over ``--copies`` copies of the case (models loaded once),
+    per-case inference seconds read from each case's provenance_predict.json.
+The same-run fp32 matmul rate is recorded so that figures compare across machines.
+
+    python benchmarks/predict_case_bench.py [--device cpu|cuda] [--threads 2] [--copies 2] [--tta 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CASE = ROOT.parent / "shared" / "data" / "brats_space" / "BraTS-GLI-00001-000"
+
+
+def write_random_paper_model(folder: Path, snapshots: int) -> Path:
+    from gliocascade.configs import load_config
+    from gliocascade.model_io import write_model_folder
+    from gliocascade.networks import build_cascade
+
+    cfg = load_config("paper")
+    states = []
+    for i in range(snapshots):
+        torch.manual_seed(i)
+        states.append({"model": build_cascade(cfg).state_dict()})
+    return write_model_folder(folder, cfg, states[-1], states, {"label_convention": "2019"})
+
+
+def matmul_gflops(device: str, n: int = 4096) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(4):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def gliocascade(args: list[str], env: dict[str, str]) -> float:
+    """Run the CLI in a fresh process; its wall seconds."""
+    exe = shutil.which("gliocascade") or str(Path(sys.executable).with_name("gliocascade"))
+    t = time.perf_counter()
+    subprocess.run([exe, *args], check=True, env=env)
+    return time.perf_counter() - t
+
+
+def copy_case(case_dir: Path, cohort: Path, copies: int) -> None:
+    """``copies`` copies of the case's four images, each under its own case id (outputs must not collide)."""
+    from gliocascade.io import discover_case
+
+    case = discover_case(case_dir)
+    for i in range(copies):
+        new_id = f"{case.case_id}c{i}"
+        folder = cohort / new_id
+        folder.mkdir(parents=True)
+        for path in case.images.values():
+            shutil.copy(path, folder / Path(path).name.replace(case.case_id, new_id))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", type=Path, default=DEFAULT_CASE)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (OMP_NUM_THREADS of the runs)")
+    ap.add_argument("--copies", type=int, default=2, help="cases in the cohort run")
+    ap.add_argument("--tta", type=int, default=8)
+    ap.add_argument("--out", type=Path, help="default: benchmarks/results/predict_case[_cuda].json")
+    args = ap.parse_args()
+    out = args.out or ROOT / "benchmarks" / "results" / f"predict_case{'_cuda' if args.device == 'cuda' else ''}.json"
+    torch.set_num_threads(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    with tempfile.TemporaryDirectory(prefix="gc-case-bench-") as tmp:
+        tmp = Path(tmp)
+        model = write_random_paper_model(tmp / "model", args.tta)
+        common = ["--model", str(model), "--tta", str(args.tta), "--device", args.device]
+        peak_before = matmul_gflops(args.device)
+        cold = gliocascade(["predict", "--case", str(args.case), "--out", str(tmp / "cold"), *common], env)
+        cold_prov = json.loads((tmp / "cold" / "provenance_predict.json").read_text())
+        cohort = tmp / "cohort"
+        copy_case(args.case, cohort, args.copies)
+        total = gliocascade(["predict", "--cases", str(cohort), "--out", str(tmp / "cohort_out"), *common], env)
+        per_case = [json.loads(p.read_text())["timings_s"]["inference_s"]
+                    for p in sorted((tmp / "cohort_out").glob("*/provenance_predict.json"))]
+        peak_after = matmul_gflops(args.device)
+    record = {
+        "case": args.case.name, "device": args.device, "threads": args.threads, "tta": args.tta,
+        "torch": torch.__version__,
+        "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
+        "matmul_gflops": {"before": peak_before, "after": peak_after},
+        "padded_shape": cold_prov.get("window", {}).get("padded_shape"),
+        "cold_case_seconds": cold, "cold_inference_seconds": cold_prov["timings_s"]["inference_s"],
+        "cohort_cases": args.copies, "cohort_total_seconds": total,
+        "cohort_inference_seconds_per_case": per_case,
+        "cohort_seconds_per_case": total / args.copies,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
