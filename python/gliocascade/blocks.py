@@ -39,18 +39,26 @@ class ResBlock(nn.Module):
         self.checkpointing = False
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv1(F.relu(self.norm1(x)))
-        return self.conv2(F.relu(self.norm2(y)))
+        inplace = not torch.is_grad_enabled()  # no autograd: reuse buffers (same values, less memory traffic)
+        y = self.conv1(F.relu(self.norm1(x), inplace=inplace))
+        return self.conv2(F.relu(self.norm2(y), inplace=inplace))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.checkpointing and torch.is_grad_enabled() and x.requires_grad:
             return x + checkpoint(self._residual, x, use_reentrant=False)
+        if not torch.is_grad_enabled():
+            return self._residual(x).add_(x)
         return x + self._residual(x)
 
 
 def res_blocks(channels: int, groups: int, repeat: int) -> nn.Sequential:
     """``repeat`` residual blocks in a row (the table's Repeat column)."""
     return nn.Sequential(*[ResBlock(channels, groups) for _ in range(repeat)])
+
+
+def _add_skip(y: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``y + skip``; in place on the fresh ``y`` when no autograd graph is being built."""
+    return y + skip if torch.is_grad_enabled() else y.add_(skip)
 
 
 class Down(nn.Module):
@@ -73,7 +81,7 @@ class Up(nn.Module):
         self.up = nn.ConvTranspose3d(out_channels, out_channels, 2, stride=2)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.up(self.reduce(x)) + skip
+        return _add_skip(self.up(self.reduce(x)), skip)
 
 
 class UpInterp(nn.Module):
@@ -85,7 +93,7 @@ class UpInterp(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         y = F.interpolate(self.reduce(x), scale_factor=2, mode="trilinear", align_corners=False)
-        return y + skip
+        return _add_skip(y, skip)
 
 
 class EndConv(nn.Module):

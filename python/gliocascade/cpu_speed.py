@@ -6,14 +6,19 @@ PyTorch's channels-last GroupNorm kernel on CPU, however, accumulates its statis
 inexactly that on whole-brain volumes (millions of voxels per group) normalised values are off
 by ~5e-3 and the cascade's probabilities by more than 1e-3. The channels-last path therefore
 swaps GroupNorm for :class:`AccurateGroupNorm` (same parameters, same state dict), whose
-per-channel statistics come from ``torch.var_mean`` and are combined per group in float64.
+per-channel statistics come from two float32 passes and are combined per group in float64.
 bf16 autocast is not used on CPU: without bf16 instructions it is orders of magnitude slower.
+Whole-brain activations are hundreds of MB each; glibc maps and unmaps every such buffer, so each
+new one page-faults in page by page. :func:`reuse_freed_memory` keeps freed memory in the heap
+instead; with it and in-place activations the non-convolution share of a forward fell from ~35 %
+to ~13 %.
 On CUDA, bf16 autocast halves memory traffic and cuDNN autotuning picks the fastest convolution
 per input shape (measured on an H100: bf16 1.32x fp32, autotuning a further 1.10x; channels-last
 was slower there, so CUDA keeps the default layout).
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 
 import torch
@@ -29,7 +34,7 @@ CPU_MODES = ("channels_last", "eager")
 class AccurateGroupNorm(nn.GroupNorm):
     """GroupNorm whose statistics stay exact to float32 rounding in any memory layout.
 
-    Per-channel mean and variance (``torch.var_mean``) are pooled per group with the law of total
+    Per-channel mean and variance (two float32 passes) are pooled per group with the law of total
     variance in float64, then applied as one per-channel scale and shift (keeps the layout).
     """
 
@@ -37,7 +42,11 @@ class AccurateGroupNorm(nn.GroupNorm):
         n, c = x.shape[:2]
         g = self.num_groups
         dims = tuple(range(2, x.dim()))
-        var_c, mean_c = torch.var_mean(x, dim=dims, unbiased=False)
+        # Two passes (mean, then mean squared deviation): exact to float32 rounding and 2-4x
+        # faster than torch.var_mean's Welford kernel on channels-last volumes.
+        mean_c = x.mean(dim=dims, keepdim=True)
+        var_c = (x - mean_c).square_().mean(dim=dims)
+        mean_c = mean_c.view(n, c)
         mean_c, var_c = mean_c.double().view(n, g, -1), var_c.double().view(n, g, -1)
         mean_g = mean_c.mean(-1, keepdim=True)
         var_g = (var_c + (mean_c - mean_g) ** 2).mean(-1, keepdim=True)
@@ -49,6 +58,22 @@ class AccurateGroupNorm(nn.GroupNorm):
         shift = bias - mean * scale
         shape = (n, c) + (1,) * len(dims)
         return torch.addcmul(shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
+
+
+def reuse_freed_memory() -> bool:
+    """Ask glibc to serve large buffers from the heap and keep freed memory for reuse.
+
+    Process-wide and harmless for a process that runs whole-brain passes one after another (its
+    memory stays at the peak it needs anyway). Returns False where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 def _swap_group_norm(net: nn.Module, accurate: bool) -> None:
@@ -93,6 +118,7 @@ def prepare(networks: list[nn.Module], device: torch.device, cpu_mode: str = "ch
         if amp is None or amp:
             return _cuda_bf16_runner
         return stage2_probabilities
+    reuse_freed_memory()
     if cpu_mode == "channels_last":
         for net in networks:
             to_channels_last(net)
