@@ -84,6 +84,8 @@ def convert(**kw: Any) -> None:
 @click.option("--backend", type=click.Choice(["simpleitk", "ants"]), default="simpleitk", show_default=True,
               help="Registration backend.")
 @click.option("--affine", is_flag=True, help="Refine the atlas registration with an affine stage.")
+@click.option("--atlas-via", "atlas_via", type=click.Choice(["t1", "t1ce"]), default="t1", show_default=True,
+              help="Image registered to the atlas T1: the co-registered T1 (like contrast), or T1Gd directly.")
 @click.option("--n4", is_flag=True, help="N4 bias correction (used for registration only).")
 @click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
               show_default=True, help="Skull-stripping method (plug-ins need their weights present).")

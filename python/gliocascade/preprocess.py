@@ -1,7 +1,9 @@
 """One exam from native scanner space to a BraTS-like case (the `preprocess` step).
 
 Order, as in the BraTS reference pipelines: co-register T1, T2 and FLAIR to T1Gd (rigid, Mattes
-MI); register T1Gd to the SRI24 atlas T1 (rigid, optionally affine); resample each modality once
+MI); register T1Gd to the SRI24 atlas T1 (rigid, optionally affine), by default through the
+co-registered T1 (``atlas_via="t1"``: the atlas is a T1 image, and matching like contrast with
+like lands closer to the BraTS Toolkit images on the real exam, README); resample each modality once
 onto the BraTS grid through the composed transforms (linear, intensities kept); skull-strip there;
 write the images, the brain mask, the BraTS -> native transform with a reference of the native
 T1Gd grid (for native-space segmentations), and a provenance record. Every registration is checked
@@ -29,12 +31,13 @@ from .atlas import locate_atlas
 from .errors import InputError
 from .io import MODALITIES, brats_affine, write_image, write_labels
 from .provenance import sha256_file, write_provenance
-from .resample import compose, field_of_view, resample, to_brats
+from .resample import as_affine, compose, field_of_view, resample, to_brats
 from .skullstrip import METHODS, check_plausible, plugin_mask, refine_atlas_mask
 
 log = logging.getLogger(__name__)
 
 MOVING = ("t1", "t2", "flair")
+ATLAS_ROUTES = ("t1", "t1ce")  # which image drives the registration to the atlas T1
 # Edge correlation inside the brain below which a registered image is taken not to show the same
 # head. Measured on the real exam (README): same subject 0.59-0.68, another subject's image 0.18-0.25;
 # the subject against the atlas T1 (another head by nature) 0.20.
@@ -150,14 +153,20 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
                     backend: str = "simpleitk", affine: bool = False, n4: bool = False,
                     skull_strip: str = "atlas", threads: int = 1,
-                    params: reg.RegistrationParams | None = None) -> dict[str, Path]:
-    """Preprocess one exam; returns the written paths by role (modalities, brainmask, transform, ...)."""
+                    params: reg.RegistrationParams | None = None, atlas_via: str = "t1") -> dict[str, Path]:
+    """Preprocess one exam; returns the written paths by role (modalities, brainmask, transform, ...).
+
+    ``atlas_via`` ``t1``: the native T1 is registered to the atlas and T1Gd follows through its
+    T1 -> T1Gd co-registration; ``t1ce``: T1Gd is registered to the atlas directly.
+    """
     started = time.time()
     clock = StageClock()
     out = Path(out)
     params = params or reg.RegistrationParams()
     if skull_strip not in METHODS:
         raise InputError(None, f"unknown skull-stripping method {skull_strip!r}")
+    if atlas_via not in ATLAS_ROUTES:
+        raise InputError(None, f"unknown atlas route {atlas_via!r} (choose from {ATLAS_ROUTES})")
     paths = {m: Path(images[m]) for m in MODALITIES}
     previous_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
@@ -172,21 +181,27 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         with clock("n4"):
             driving = {m: n4_corrected(native[m]) for m in MODALITIES} if n4 else native
         results: dict[str, reg.RegistrationResult] = {}
-        with clock("atlas_registration"):
-            # The native T1Gd is the fixed image: samples fall only where the exam has data, and
-            # the rigid (or affine) result is inverted exactly.
-            results["atlas"] = reg.register(driving["t1ce"], atlas_t1, backend, affine=affine, params=params)
-            brats_to_native = results["atlas"].transform.GetInverse()
-        with clock("similarity_check"):
-            small = {m: registration_copy(driving[m]) if backend == "simpleitk" else driving[m] for m in MODALITIES}
-            brain = sitk.GetArrayFromImage(resample(atlas_ss, small["t1ce"], results["atlas"].transform,
-                                                    sitk.sitkNearestNeighbor)) > 0
-            similarity = {"atlas": _check_match(small["t1ce"], atlas_t1, results["atlas"].transform, brain,
-                                                MIN_EDGE_CORR_ATLAS, paths["t1ce"], "the atlas T1")}
+        small = {m: registration_copy(driving[m]) if backend == "simpleitk" else driving[m] for m in MODALITIES}
         for m in MOVING:
             with clock("coregister"):
                 results[m] = reg.register(small["t1ce"], small[m], backend, params=params)
-            with clock("similarity_check"):
+        with clock("atlas_registration"):
+            # The native image is the fixed one: samples fall only where the exam has data, and
+            # the rigid (or affine) result is inverted exactly.
+            results["atlas"] = reg.register(driving[atlas_via], atlas_t1, backend, affine=affine, params=params)
+            atlas_from_native = results["atlas"].transform  # native (atlas_via) points -> atlas points
+            if atlas_via == "t1ce":
+                brats_to_native = atlas_from_native.GetInverse()
+            else:
+                t1_from_t1ce = results["t1"].transform
+                brats_to_native = as_affine(compose(t1_from_t1ce.GetInverse(), atlas_from_native.GetInverse()))
+            t1ce_to_atlas = brats_to_native.GetInverse()
+        with clock("similarity_check"):
+            brain = sitk.GetArrayFromImage(resample(atlas_ss, small["t1ce"], t1ce_to_atlas,
+                                                    sitk.sitkNearestNeighbor)) > 0
+            similarity = {"atlas": _check_match(small["t1ce"], atlas_t1, t1ce_to_atlas, brain,
+                                                MIN_EDGE_CORR_ATLAS, paths[atlas_via], "the atlas T1")}
+            for m in MOVING:
                 similarity[m] = _check_match(small["t1ce"], small[m], results[m].transform, brain,
                                              MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name)
         with clock("resample"):
@@ -205,7 +220,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             written = _write_outputs(out, case_id, brats, mask, brats_to_native, native["t1ce"])
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous_threads)
-    parameters = {"case_id": case_id, "backend": backend, "affine": affine, "n4": n4,
+    parameters = {"case_id": case_id, "backend": backend, "affine": affine, "n4": n4, "atlas_via": atlas_via,
                   "skull_strip": skull_strip, "threads": threads,
                   "registration_threads": reg.REGISTRATION_THREADS,
                   "registration": params.as_dict(), "interpolation": "linear",
@@ -272,11 +287,11 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
 
 def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str, out: Path,
                        atlas: Path | None = None, backend: str = "simpleitk", affine: bool = False,
-                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1) -> int:
+                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1") -> int:
     """CLI body of `gliocascade preprocess`."""
     written = preprocess_case({"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}, case_id, Path(out),
                               atlas_dir=atlas, backend=backend, affine=affine, n4=n4,
-                              skull_strip=skull_strip, threads=threads)
+                              skull_strip=skull_strip, threads=threads, atlas_via=atlas_via)
     log.info("preprocessed %s -> %s", case_id, Path(out))
     for role, p in written.items():
         log.debug("%s: %s", role, p)

@@ -58,3 +58,18 @@ def field_of_view(image: sitk.Image, transform: sitk.Transform, reference: sitk.
 def compose(*transforms: sitk.Transform) -> sitk.Transform:
     """``compose(a, b)`` maps p -> a(b(p)) (SimpleITK applies the last transform of the list first)."""
     return sitk.CompositeTransform(list(transforms))
+
+
+def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
+    """One affine transform equal to a linear ``transform`` (also a composite of linear ones).
+
+    The written BraTS -> native transform stays a single matrix whatever route the registration
+    took; it is read off the transform's action on the origin and the unit vectors (exact for
+    linear maps).
+    """
+    origin = np.array(transform.TransformPoint((0.0, 0.0, 0.0)))
+    columns = [np.array(transform.TransformPoint(tuple(e))) - origin for e in np.eye(3)]
+    out = sitk.AffineTransform(3)
+    out.SetMatrix(tuple(np.column_stack(columns).ravel()))
+    out.SetTranslation(tuple(origin))
+    return out
