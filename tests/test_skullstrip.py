@@ -60,3 +60,68 @@ def test_plugins_without_weights_give_clear_error(monkeypatch, tmp_path):
         plugin_mask("hd-bet", img)
     with pytest.raises(InputError, match="SynthStrip is not installed"):
         plugin_mask("synthstrip", img)
+
+
+# A stand-in for each plug-in program: records its arguments, writes a mask of the voxels above 100
+# where the real program would, or fails like a crashing program when FAKE_PLUGIN_FAIL is set.
+_FAKE_PLUGIN = '''#!{python}
+import json, os, sys
+import nibabel as nib
+import numpy as np
+args = sys.argv[1:]
+open(os.environ["FAKE_PLUGIN_LOG"], "w").write(json.dumps(args))
+if os.environ.get("FAKE_PLUGIN_FAIL"):
+    sys.exit("RuntimeError: weights could not be loaded")
+img = nib.load(args[args.index("-i") + 1])
+mask = (np.asanyarray(img.dataobj) > 100).astype(np.uint8)
+if "-m" in args:   # mri_synthstrip: -m MASK
+    out = args[args.index("-m") + 1]
+else:              # hd-bet: -o BRAIN writes BRAIN_mask.nii.gz beside it
+    out = args[args.index("-o") + 1].replace(".nii.gz", "_mask.nii.gz")
+nib.save(nib.Nifti1Image(mask, img.affine), out)
+'''
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("hd-bet", "mri_synthstrip"):
+        exe = bin_dir / name
+        exe.write_text(_FAKE_PLUGIN.replace("{python}", sys.executable))
+        exe.chmod(0o755)
+    params = tmp_path / "hd-bet_params"
+    params.mkdir()
+    (params / "0.model").write_bytes(b"x")
+    model = tmp_path / "synthstrip.1.pt"
+    model.write_bytes(b"x")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("HD_BET_PARAMS", str(params))
+    monkeypatch.setenv("SYNTHSTRIP_MODEL", str(model))
+    monkeypatch.setenv("FAKE_PLUGIN_LOG", str(tmp_path / "args.json"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("method", ["hd-bet", "synthstrip"])
+def test_plugin_mask_is_the_programs_output(fake_plugins, method):
+    """The plug-in gets the BraTS-space T1Gd on CPU and its mask file is what comes back."""
+    import json
+
+    img = np.zeros((240, 240, 155), dtype=np.float32)
+    img[_ball_mask(img.shape, (120, 120, 77), 30)] = 400.0
+    mask = plugin_mask(method, img)
+    assert mask.shape == img.shape and mask.dtype == bool
+    assert np.array_equal(mask, img > 100)
+    args = json.loads((fake_plugins / "args.json").read_text())
+    if method == "hd-bet":
+        assert args[args.index("-device") + 1] == "cpu" and "-o" in args
+    else:
+        assert args[args.index("--model") + 1] == str(fake_plugins / "synthstrip.1.pt")
+
+
+def test_failing_plugin_reports_its_last_error_line(fake_plugins, monkeypatch):
+    monkeypatch.setenv("FAKE_PLUGIN_FAIL", "1")
+    with pytest.raises(InputError, match="HD-BET failed: RuntimeError: weights could not be loaded"):
+        plugin_mask("hd-bet", np.zeros((240, 240, 155), dtype=np.float32))
