@@ -7,6 +7,7 @@ phantoms in test_run.py, where it is cheap).
 from __future__ import annotations
 
 import csv
+import json
 
 import nibabel as nib
 import numpy as np
@@ -56,11 +57,18 @@ def test_run_native_case_writes_labels_on_the_native_grid(data_dir, random_tiny_
     sheet.write_text("case_id,t1,t1ce,t2,flair,seg\nRAW," + ",".join(str(f) for f in [*files, gt]) + "\n")
     out = tmp_path / "out"
     args = ("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
-            "--device", "cpu", "--atlas", atlas)
+            "--device", "cpu", "--atlas", atlas, "--atlas-via", "t1ce", "--save-probabilities")
     result = cli(*args)
     assert result.exit_code == 0, result.output
 
     case = out / "RAW"
+    # run's step options reach the steps: preprocessing route recorded, probabilities written
+    prep = json.loads((case / "preprocessed" / "provenance_preprocess.json").read_text())
+    assert prep["parameters"]["atlas_via"] == "t1ce" and prep["parameters"]["backend"] == "simpleitk"
+    prob = np.asarray(nib.load(str(case / "RAW_prob.nii.gz")).dataobj)
+    assert prob.shape == (*BRATS_SHAPE, 3) and 0.0 <= prob.min() and prob.max() <= 1.0
+    pred = np.asarray(nib.load(str(case / "RAW_pred.nii.gz")).dataobj)
+    np.testing.assert_array_equal(pred > 0, (prob > 0.5).any(axis=-1))  # labelled = some region map above 0.5
     pre = nib.load(str(case / "preprocessed" / "RAW_t1ce.nii.gz"))
     assert pre.shape == BRATS_SHAPE and np.allclose(pre.affine, brats_affine(), atol=1e-4)
     seg = nib.load(str(case / "RAW_seg.nii.gz"))

@@ -203,6 +203,13 @@ def report(**kw: Any) -> None:
 @click.option("--atlas", type=ANY_PATH, help="Atlas folder for native-space cases.")
 @click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
               help="Convention of the labels written.")
+@click.option("--save-probabilities", is_flag=True, help="predict also writes <id>_prob.nii.gz (WT, TC, ET).")
+@click.option("--registration-backend", type=click.Choice(["simpleitk", "ants"]), default="simpleitk",
+              show_default=True, help="preprocess: registration backend (native-space rows).")
+@click.option("--affine", is_flag=True, help="preprocess: affine stage after the rigid atlas registration.")
+@click.option("--n4", is_flag=True, help="preprocess: N4 bias correction of the registration copies.")
+@click.option("--atlas-via", "atlas_via", type=click.Choice(["t1", "t1ce"]), default="t1", show_default=True,
+              help="preprocess: image registered to the atlas T1.")
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
 

@@ -16,6 +16,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 from .io import SampleRow, atomic_path, read_samplesheet
@@ -169,10 +170,13 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
 # --------------------------------------------------------------------------- commands
 
 def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int = 1, tta: int = 8,
-                 device: str = "auto", atlas: Path | None = None, label_convention: str = "2019") -> list[CaseResult]:
+                 device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
+                 **step_options: Any) -> list[CaseResult]:
     """Check everything global, run all cases, write the report; returns each case's result.
 
-    A failed report is appended as a result named ``report`` (the cases' outputs stand).
+    ``step_options`` are the per-step settings of :class:`RunOptions` (``save_probabilities``,
+    ``registration_backend``, ``affine``, ``n4``, ``atlas_via``). A failed report is appended as a
+    result named ``report`` (the cases' outputs stand).
     """
     rows = load_samplesheet(Path(samplesheet))
     models = [Path(m) for m in models]
@@ -185,7 +189,7 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     out.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,
                       atlas=atlas, label_convention=str(label_convention), et_threshold=threshold,
-                      threads=worker_threads(workers))
+                      threads=worker_threads(workers), **step_options)
     log.info("run: %d case(s), %d worker(s) x %d thread(s), ET threshold %d voxels", len(rows), workers,
              opts.threads, threshold)
     results = run_cases(rows, opts, workers)
@@ -199,9 +203,13 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
 
 
 def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
-                device: str = "auto", atlas: Path | None = None, label_convention: str = "2019") -> int:
+                device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
+                save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
+                n4: bool = False, atlas_via: str = "t1") -> int:
     """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError)."""
-    results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention)
+    results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention,
+                           save_probabilities=save_probabilities, registration_backend=registration_backend,
+                           affine=affine, n4=n4, atlas_via=atlas_via)
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("failed case %s (%s): %s", r.case_id, r.failed_step, r.message)

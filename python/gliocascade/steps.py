@@ -36,6 +36,11 @@ class RunOptions:
     label_convention: str = "2019"
     et_threshold: int = 0
     threads: int = 1
+    save_probabilities: bool = False
+    registration_backend: str = "simpleitk"
+    affine: bool = False
+    n4: bool = False
+    atlas_via: str = "t1"
 
 
 @dataclass
@@ -171,8 +176,9 @@ def step_preprocess(images: dict[str, Path], paths: CasePaths, opts: RunOptions)
 
     stage = _fresh_staging(paths, "preprocess")
     preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
-                                  case_id=paths.case_id, out=stage, atlas=opts.atlas, backend="simpleitk",
-                                  affine=False, n4=False, skull_strip="atlas", threads=opts.threads)
+                                  case_id=paths.case_id, out=stage, atlas=opts.atlas, backend=opts.registration_backend,
+                                  affine=opts.affine, n4=opts.n4, skull_strip="atlas", threads=opts.threads,
+                                  atlas_via=opts.atlas_via)
     _publish_folder(stage, paths.preprocessed)
 
 
@@ -182,7 +188,7 @@ def step_predict(images: dict[str, Path], brainmask: Path | None, paths: CasePat
 
     stage = _fresh_staging(paths, "predict")
     predict_case(images=images, case_id=paths.case_id, models=loaded_models(opts.models), out_dir=stage,
-                 tta=opts.tta, device=opts.device, brainmask=brainmask, save_probabilities=False,
+                 tta=opts.tta, device=opts.device, brainmask=brainmask, save_probabilities=opts.save_probabilities,
                  label_convention=opts.label_convention)
     _publish_files(stage, paths.root, paths.pred.name)
 
