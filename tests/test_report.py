@@ -70,6 +70,16 @@ def test_run_dir_report_is_self_contained_with_plots_and_overlays(cli, run_dir, 
     assert sorted(p.name for p in out.iterdir()) == ["cohort_metrics.csv", "report.html", "summary.csv"]
 
 
+def test_overlays_only_for_the_cases_asked_for(run_dir, tmp_path):
+    """A run's report names its cases: folders of earlier runs in the same OUT get no overlay."""
+    files = sorted(run_dir.glob("*/*_metrics.csv"))[:2]
+    keep = [f.parent.name for f in files]
+    page = build_report(files, tmp_path / "rep", run_dir, case_ids=keep).html.read_text()
+    assert page.count("overlay' src=") == 2
+    assert all(f"id='{c}'" in page for c in keep)
+    assert "id='phantom003'" not in page
+
+
 def test_overlay_shows_every_label_colour_through_the_tumour(run_dir):
     import matplotlib.image as mpimg
 

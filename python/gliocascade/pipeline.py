@@ -162,7 +162,8 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
         return report_dir
     if manifest.exists():
         manifest.unlink()  # stale until the new report is complete
-    build_report(metrics, report_dir, out, failures=[(f.case_id, f"{f.failed_step}: {f.message}") for f in failures])
+    build_report(metrics, report_dir, out, failures=[(f.case_id, f"{f.failed_step}: {f.message}") for f in failures],
+                 case_ids=[r.case_id for r in results if r.ok])
     _write_if_changed(manifest, text)
     return report_dir
 

@@ -313,10 +313,12 @@ def render_html(cohort: pd.DataFrame, summary: pd.DataFrame, plots: dict[str, st
 # --------------------------------------------------------------------------- entry points
 
 def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = None,
-                 failures: list[tuple[str, str]] | None = None, quiet: bool = False) -> ReportResult:
+                 failures: list[tuple[str, str]] | None = None, quiet: bool = False,
+                 case_ids: list[str] | None = None) -> ReportResult:
     """Write ``out/{cohort_metrics.csv, summary.csv, report.html}`` from per-case metrics files.
 
-    With ``run_dir``, every ``run_dir/<id>/<id>_seg.nii.gz`` gets an overlay on that case's T1Gd.
+    With ``run_dir``, every ``run_dir/<id>/<id>_seg.nii.gz`` gets an overlay on that case's T1Gd
+    (only the ``case_ids`` given, when given: a run's report leaves out case folders of earlier runs).
     ``failures`` (case id, message) are listed in a "Failed cases" table. Bad metrics files are
     skipped, listed on the page, logged as warnings (unless ``quiet``) and returned in ``bad_files``.
     """
@@ -329,7 +331,8 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     if run_dir is not None and Path(run_dir).is_dir():
         from tqdm import tqdm
 
-        for case_id in tqdm(run_dir_cases(Path(run_dir)), desc="overlays", unit="case", disable=None):
+        cases = [c for c in run_dir_cases(Path(run_dir)) if case_ids is None or c in set(case_ids)]
+        for case_id in tqdm(cases, desc="overlays", unit="case", disable=None):
             seg = Path(run_dir) / case_id / f"{case_id}_seg.nii.gz"
             try:
                 overlays.append((case_id, overlay_figure(seg, find_background(Path(run_dir), case_id), case_id)))
