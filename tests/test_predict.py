@@ -133,6 +133,25 @@ def test_brainmask_limits_the_crop(tmp_path, snapshot_tiny_model):
     assert all(s % 4 == 0 for s in prov["window"]["padded_shape"])
 
 
+def test_nothing_is_predicted_outside_the_brain_inside_its_box(tmp_path, snapshot_tiny_model):
+    """A ball-shaped brain mask: its box corners are in the network input, but get no tumour."""
+    from gliocascade.io import write_labels
+    from gliocascade.predict import load_models, predict_case
+
+    case = _write_case(tmp_path / "c", "b1", shape=(32, 32, 24), affine=np.eye(4))
+    grid = np.indices((32, 32, 24))
+    ball = (((grid - np.array([16, 16, 12])[:, None, None, None]) ** 2).sum(0) <= 10 ** 2).astype(np.uint8)
+    write_labels(case / "b1_brainmask.nii.gz", ball, np.eye(4))
+    models = load_models([snapshot_tiny_model], "cpu")
+    images = {m: case / f"b1_{m}.nii.gz" for m in MODALITIES}
+    predict_case(images, "b1", models, tmp_path / "o", tta=2, device="cpu", brainmask=case / "b1_brainmask.nii.gz",
+                 save_probabilities=True)
+    p = np.asarray(nib.load(tmp_path / "o" / "b1_prob.nii.gz").dataobj)
+    labels = np.asarray(nib.load(tmp_path / "o" / "b1_pred.nii.gz").dataobj)
+    assert not p[ball == 0].any() and not labels[ball == 0].any()
+    assert p[ball == 1].any()  # random weights give non-zero maps inside
+
+
 # --------------------------------------------------------------------------- bad input
 
 def _expect_input_error(cli, tmp_path, case, model, needle: str):

@@ -91,7 +91,11 @@ def _divisor(models: Sequence) -> int:
 
 def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, device: torch.device,
                        progress=None) -> tuple[np.ndarray, dict]:
-    """(3, X, Y, Z) mean region probabilities on the input grid, and the crop window used."""
+    """(3, X, Y, Z) mean region probabilities on the input grid, and the crop window used.
+
+    Outside the brain (the brain mask, else the voxels where any modality is non-zero) the
+    probabilities are 0: tumour labels exist only inside the brain, as in the BraTS data.
+    """
     from .data import zscore
 
     norm = zscore(case.images, case.mask)
@@ -102,6 +106,7 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
     x = torch.from_numpy(np.ascontiguousarray(crop_pad(norm, window)))[None].to(device)
     probs = ensemble_probabilities([m.networks for m in models], x, tta, runner, progress)
     full = uncrop(probs[0].cpu().numpy(), window)
+    full *= (case.mask if case.mask is not None else np.any(case.images != 0, axis=0))[None]
     info = {"box": [[s.start, s.stop] for s in window.box], "padded_shape": list(window.padded_shape)}
     return full, info
 
