@@ -114,42 +114,37 @@ def test_cases_folder_loads_models_once(cli, tmp_path, snapshot_tiny_model, monk
         assert prov["passes"] == 2  # two model folders, one pass each
 
 
-def test_brainmask_limits_the_crop(tmp_path, snapshot_tiny_model):
+def _predict_with_mask(tmp_path: Path, model: Path, mask: np.ndarray, tta: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Predict a 32x32x24 phantom case whose folder has ``mask`` as brain mask: (probabilities, labels, provenance)."""
     from gliocascade.io import write_labels
     from gliocascade.predict import load_models, predict_case
 
     case = _write_case(tmp_path / "c", "m1", shape=(32, 32, 24), affine=np.eye(4))
-    mask = np.zeros((32, 32, 24), np.uint8)
-    mask[8:20, 6:25, 5:15] = 1
-    write_labels(case / "m1_brainmask.nii.gz", mask, np.eye(4))
-    models = load_models([snapshot_tiny_model], "cpu")
+    write_labels(case / "m1_brainmask.nii.gz", mask.astype(np.uint8), np.eye(4))
     images = {m: case / f"m1_{m}.nii.gz" for m in MODALITIES}
-    predict_case(images, "m1", models, tmp_path / "o", tta=1, device="cpu", brainmask=case / "m1_brainmask.nii.gz",
-                 save_probabilities=True)
-    p = np.asarray(nib.load(tmp_path / "o" / "m1_prob.nii.gz").dataobj)
-    assert not p[mask == 0].any() and p[mask == 1].any()  # the mask is its own bounding box
-    prov = json.loads((tmp_path / "o" / "provenance_predict.json").read_text())
+    predict_case(images, "m1", load_models([model], "cpu"), tmp_path / "o", tta=tta, device="cpu",
+                 brainmask=case / "m1_brainmask.nii.gz", save_probabilities=True)
+    out = tmp_path / "o"
+    return (np.asarray(nib.load(out / "m1_prob.nii.gz").dataobj), np.asarray(nib.load(out / "m1_pred.nii.gz").dataobj),
+            json.loads((out / "provenance_predict.json").read_text()))
+
+
+def test_brainmask_limits_the_crop(tmp_path, snapshot_tiny_model):
+    mask = np.zeros((32, 32, 24), bool)
+    mask[8:20, 6:25, 5:15] = True
+    p, _, prov = _predict_with_mask(tmp_path, snapshot_tiny_model, mask, tta=1)
+    assert not p[~mask].any() and p[mask].any()  # the mask is its own bounding box
     assert prov["window"]["box"] == [[8, 20], [6, 25], [5, 15]]
     assert all(s % 4 == 0 for s in prov["window"]["padded_shape"])
 
 
 def test_nothing_is_predicted_outside_the_brain_inside_its_box(tmp_path, snapshot_tiny_model):
     """A ball-shaped brain mask: its box corners are in the network input, but get no tumour."""
-    from gliocascade.io import write_labels
-    from gliocascade.predict import load_models, predict_case
-
-    case = _write_case(tmp_path / "c", "b1", shape=(32, 32, 24), affine=np.eye(4))
     grid = np.indices((32, 32, 24))
-    ball = (((grid - np.array([16, 16, 12])[:, None, None, None]) ** 2).sum(0) <= 10 ** 2).astype(np.uint8)
-    write_labels(case / "b1_brainmask.nii.gz", ball, np.eye(4))
-    models = load_models([snapshot_tiny_model], "cpu")
-    images = {m: case / f"b1_{m}.nii.gz" for m in MODALITIES}
-    predict_case(images, "b1", models, tmp_path / "o", tta=2, device="cpu", brainmask=case / "b1_brainmask.nii.gz",
-                 save_probabilities=True)
-    p = np.asarray(nib.load(tmp_path / "o" / "b1_prob.nii.gz").dataobj)
-    labels = np.asarray(nib.load(tmp_path / "o" / "b1_pred.nii.gz").dataobj)
-    assert not p[ball == 0].any() and not labels[ball == 0].any()
-    assert p[ball == 1].any()  # random weights give non-zero maps inside
+    ball = ((grid - np.array([16, 16, 12])[:, None, None, None]) ** 2).sum(0) <= 10 ** 2
+    p, labels, _ = _predict_with_mask(tmp_path, snapshot_tiny_model, ball, tta=2)
+    assert not p[~ball].any() and not labels[~ball].any()
+    assert p[ball].any()  # random weights give non-zero maps inside
 
 
 # --------------------------------------------------------------------------- bad input

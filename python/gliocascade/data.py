@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import MODALITIES, Case, check_same_grid, discover_case, read_image, read_labels, read_samplesheet
+from .io import Case, check_same_grid, discover_case, read_labels, read_modalities, read_samplesheet
 from .labels import labels_to_regions
 
 
@@ -82,28 +82,14 @@ def cases_from_samplesheet(path: str | Path, label_convention: str | None = None
 
 def load_volume(case: Case) -> Volume:
     """Read, check (same grid, labels of the convention) and normalise one case."""
-    ref_path = case.images["t1ce"]
-    ref = read_image(ref_path)
-    arrays = []
-    for mod in MODALITIES:
-        path = case.images.get(mod)
-        if path is None:
-            raise InputError(ref_path.parent / f"{case.case_id}_{mod}.nii.gz", f"modality {mod} missing for case {case.case_id}")
-        img = ref if mod == "t1ce" else read_image(path)
-        check_same_grid(ref_path, ref, path, img)
-        arrays.append(img[0])
-    mask = None
     mask_path = case.extra.get("brainmask") if case.extra else None
-    if mask_path:
-        m = read_image(mask_path)
-        check_same_grid(ref_path, ref, mask_path, m)
-        mask = m[0] > 0
+    stacked, mask, ref = read_modalities(case.images, case.case_id, mask_path or None)
     labels = None
     if case.seg is not None:
         lab = read_labels(case.seg, case.label_convention)
-        check_same_grid(ref_path, ref, case.seg, (lab[0], lab[1]))
+        check_same_grid(case.images["t1ce"], ref, case.seg, (lab[0], lab[1]))
         labels = lab[0]
-    images = zscore(np.stack(arrays), mask)
+    images = zscore(stacked, mask)
     regions = (labels_to_regions(labels, case.label_convention).astype(np.uint8) if labels is not None
                else np.zeros((3, *images.shape[1:]), dtype=np.uint8))
     return Volume(case.case_id, images, regions)

@@ -104,6 +104,32 @@ def check_same_grid(ref_path: str | Path, ref: tuple[np.ndarray, np.ndarray],
                                      "(shape or affine differ by more than 1e-3 mm)")
 
 
+def read_modalities(images: dict[str, Path], case_id: str, brainmask: str | Path | None = None
+                    ) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
+    """The four modalities of a case stacked (4, X, Y, Z) float32, its brain mask (bool) or None,
+    and T1Gd's (array, affine); every file is checked to be finite and on T1Gd's grid.
+
+    The one reader of a case's images, for training and inference alike.
+    """
+    missing = [m for m in MODALITIES if images.get(m) is None]
+    if missing:
+        where = Path(images["t1ce"]).parent / f"{case_id}_{missing[0]}.nii.gz" if images.get("t1ce") else None
+        raise InputError(where, f"modality {missing[0]} missing for case {case_id}")
+    ref_path = Path(images["t1ce"])
+    ref = read_image(ref_path)
+    arrays = []
+    for mod in MODALITIES:
+        img = ref if mod == "t1ce" else read_image(images[mod])
+        check_same_grid(ref_path, ref, images[mod], img)
+        arrays.append(img[0])
+    mask = None
+    if brainmask is not None:
+        m = read_image(brainmask)
+        check_same_grid(ref_path, ref, brainmask, m)
+        mask = m[0] > 0
+    return np.stack(arrays), mask, ref
+
+
 def read_json_object(path: str | Path, what: str) -> dict:
     """A JSON file that must hold an object; unreadable or other JSON is an InputError naming ``what``."""
     import json

@@ -20,7 +20,7 @@ import torch
 
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
-from .io import MODALITIES, atomic_path, case_folders, check_same_grid, discover_case, read_image
+from .io import MODALITIES, atomic_path, case_folders, discover_case, read_modalities
 from .labels import regions_to_labels
 
 log = logging.getLogger(__name__)
@@ -39,26 +39,12 @@ class CaseInput:
 
 def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = None) -> CaseInput:
     """Read the four modalities (and brain mask), refusing missing files, NaNs and differing grids."""
-    missing = [m for m in MODALITIES if m not in images]
-    if missing:
-        raise InputError(None, f"case {case_id}: modality {missing[0]} missing")
-    ref_path = Path(images["t1ce"])
-    ref = read_image(ref_path)
-    ref_img = nib.load(str(ref_path))  # the header as stored: outputs copy it field for field
-    arrays = []
-    for mod in MODALITIES:
-        arr, aff = ref if mod == "t1ce" else read_image(images[mod])
-        check_same_grid(ref_path, ref, images[mod], (arr, aff))
-        arrays.append(arr)
-    mask = None
-    if brainmask is not None:
-        m, aff = read_image(brainmask)
-        check_same_grid(ref_path, ref, brainmask, (m, aff))
-        mask = m > 0
+    stacked, mask, _ = read_modalities(images, case_id, brainmask)
+    ref_img = nib.load(str(images["t1ce"]))  # the header as stored: outputs copy it field for field
     paths = {m: Path(images[m]) for m in MODALITIES}
     if brainmask is not None:
         paths["brainmask"] = Path(brainmask)
-    return CaseInput(case_id, np.stack(arrays), mask, ref_img, paths)
+    return CaseInput(case_id, stacked, mask, ref_img, paths)
 
 
 def _write_like(path: Path, array: np.ndarray, reference: nib.Nifti1Image, dtype: type) -> Path:
