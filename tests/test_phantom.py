@@ -131,3 +131,20 @@ def test_skull_stripped_by_default_and_skull_on_request():
     # The scalp is outside the brain and bright on T1.
     extra = (skull.images["t1"] > 0) & ~inside
     assert skull.images["t1"][extra].max() > np.percentile(bare.images["t1"][inside], 90)
+
+
+def test_keep_existing_writes_only_missing_cases(tmp_path):
+    """An interrupted demo resumes: finished cases (seg present) stay, unfinished ones are written."""
+    from gliocascade.phantom import write_phantoms
+
+    shape = (24, 24, 16)
+    first = write_phantoms(tmp_path, n=2, seed=5, shape=shape, prefix="p", digits=4)
+    assert [f.name for f in first] == ["p0005", "p0006"]
+    (first[1] / "p0006_seg.nii.gz").unlink()  # case 2 was cut short before its last file
+    stamp = (first[0] / "p0005_t1.nii.gz").stat().st_mtime_ns
+    again = write_phantoms(tmp_path, n=2, seed=5, shape=shape, prefix="p", digits=4, keep_existing=True)
+    assert again == first
+    assert (first[0] / "p0005_t1.nii.gz").stat().st_mtime_ns == stamp
+    assert (first[1] / "p0006_seg.nii.gz").is_file()
+    write_phantoms(tmp_path, n=1, seed=5, shape=shape, prefix="p", digits=4)  # default: rewrite
+    assert (first[0] / "p0005_t1.nii.gz").stat().st_mtime_ns != stamp

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .io import atomic_path
+from .phantom import write_phantoms
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,6 @@ QUICK = DemoSettings(shape=(32, 32, 32), n_train=2, n_test=2, epochs=1, steps_pe
 # The budget with which the tiny cascade learns the phantoms: eight 64x64x48 phantoms,
 # 40 epochs x 3 steps of two crops (as the learning test's tiny_model).
 FULL = DemoSettings(shape=(64, 64, 48), n_train=8, n_test=4, epochs=40, steps_per_epoch=3, tta=8)
-
-
-def make_phantoms(folder: Path, n: int, seed: int, shape: tuple[int, int, int], prefix: str) -> list[Path]:
-    """Write the phantoms that are not there yet (the seg, written last, marks a complete case)."""
-    from .phantom import make_phantom, write_phantom
-
-    folders = []
-    for s in range(seed, seed + n):
-        cid = f"{prefix}{s:04d}"
-        case = folder / cid
-        if not (case / f"{cid}_seg.nii.gz").exists():
-            write_phantom(make_phantom(s, shape, case_id=cid), folder)
-        folders.append(case)
-    return folders
 
 
 def write_samplesheet(path: Path, cases: list[Path]) -> Path:
@@ -127,8 +114,9 @@ def run_demo(out: Path, quick: bool = False, workers: int = 2, settings: DemoSet
     out = Path(out)
     data = out / "data"
     log.info("demo: %s settings %s", "quick" if quick else "full", settings)
-    make_phantoms(data / "train", settings.n_train, 0, settings.shape, "train")
-    test_cases = make_phantoms(data / "heldout", settings.n_test, HELD_OUT_SEED, settings.shape, "heldout")
+    write_phantoms(data / "train", settings.n_train, 0, settings.shape, prefix="train", digits=4, keep_existing=True)
+    test_cases = write_phantoms(data / "heldout", settings.n_test, HELD_OUT_SEED, settings.shape, prefix="heldout",
+                                digits=4, keep_existing=True)
     t_data = time.time()
     model = train_model(data / "train", out / "model", settings, threads=worker_threads(workers))
     t_train = time.time()

@@ -152,14 +152,21 @@ def write_phantom(ph: Phantom, out: Path) -> Path:
 
 
 def write_phantoms(out: Path, n: int = 4, seed: int = 0, shape: tuple[int, int, int] = BRATS_SHAPE,
-                   with_skull: bool = False, prefix: str = "phantom") -> list[Path]:
-    """Write ``n`` phantoms with seeds seed..seed+n-1; returns their case folders."""
+                   with_skull: bool = False, prefix: str = "phantom", digits: int = 3,
+                   keep_existing: bool = False) -> list[Path]:
+    """Write ``n`` phantoms with seeds seed..seed+n-1 (ids ``prefix`` + zero-padded seed); returns their folders.
+
+    ``keep_existing`` leaves a case whose segmentation (written last) is already there, so an
+    interrupted run picks up where it stopped.
+    """
     folders = []
-    for i in range(n):
-        s = seed + i
-        ph = make_phantom(s, shape, with_skull, case_id=f"{prefix}{s:03d}")
-        folders.append(write_phantom(ph, Path(out)))
-        log.info("wrote %s", folders[-1])
+    for s in range(seed, seed + n):
+        cid = f"{prefix}{s:0{digits}d}"
+        folder = Path(out) / cid
+        if not (keep_existing and (folder / f"{cid}_seg.nii.gz").exists()):
+            write_phantom(make_phantom(s, shape, with_skull, case_id=cid), Path(out))
+            log.info("wrote %s", folder)
+        folders.append(folder)
     return folders
 
 
