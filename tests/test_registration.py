@@ -7,7 +7,7 @@ import SimpleITK as sitk
 
 from gliocascade import registration as reg
 from gliocascade.phantom import make_phantom
-from gliocascade.resample import compose, from_array, resample, to_array
+from gliocascade.resample import as_affine, compose, from_array, resample, to_array
 
 SHAPE = (96, 96, 64)
 
@@ -85,6 +85,24 @@ def test_compose_order():
     a = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))
     b = sitk.ScaleTransform(3, (2.0, 2.0, 2.0))
     assert compose(a, b).TransformPoint((1.0, 1.0, 1.0)) == pytest.approx((3.0, 2.0, 2.0))
+
+
+def test_as_affine_equals_the_composition_it_replaces():
+    """The written BraTS -> native map is one matrix; it must move every point as the chain did."""
+    rigid = sitk.Euler3DTransform((10.0, -20.0, 5.0), 0.1, -0.2, 0.3, (4.0, -7.0, 2.5))
+    affine = sitk.AffineTransform(3)
+    affine.SetMatrix((1.05, 0.02, 0.0, -0.01, 0.97, 0.03, 0.0, 0.04, 1.1))
+    affine.SetTranslation((-3.0, 1.0, 8.0))
+    affine.SetCenter((100.0, -120.0, 60.0))
+    chain = compose(rigid.GetInverse(), affine)
+    single = as_affine(chain)
+    assert isinstance(single, sitk.AffineTransform)
+    points = np.random.default_rng(0).uniform(-150, 150, size=(50, 3))
+    for pt in points:
+        np.testing.assert_allclose(single.TransformPoint(tuple(pt)), chain.TransformPoint(tuple(pt)), atol=1e-9)
+    back = single.GetInverse()  # invertible like the chain
+    np.testing.assert_allclose(back.TransformPoint(single.TransformPoint((1.0, 2.0, 3.0))), (1.0, 2.0, 3.0),
+                               atol=1e-9)
 
 
 def test_nmi_and_ncc():
