@@ -78,6 +78,24 @@ def test_missing_slice_refused_also_as_override(cli, tmp_path):
     assert res.exit_code == 2 and "series 2" in res.output and "instance number(s) 3 missing" in res.output
 
 
+def test_series_with_burned_in_annotation_is_refused(cli, tmp_path):
+    """Header identifiers can be scrubbed, pixel text cannot: such a series is not converted."""
+    import pydicom
+
+    folder = tmp_path / "t1"
+    write_series(folder, 2, PROTOCOLS["t1"], shape=(8, 8, 6))
+    clean = cli("convert", "--t1", folder, "--out", tmp_path / "clean")
+    assert clean.exit_code == 0, clean.output  # the control: the same series converts
+    one = sorted(folder.iterdir())[2]
+    ds = pydicom.dcmread(str(one))
+    ds.BurnedInAnnotation = "YES"
+    ds.save_as(str(one))
+    res = cli("convert", "--t1", folder, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+    assert "series 2" in res.output and "BurnedInAnnotation is YES" in res.output
+    assert not (tmp_path / "out").exists()
+
+
 def _slices(positions, instances=None, stated=None):
     iop = [1, 0, 0, 0, 1, 0]
     instances = instances or list(range(1, len(positions) + 1))

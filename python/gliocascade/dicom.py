@@ -36,7 +36,7 @@ TAGS = ["SeriesInstanceUID", "SeriesNumber", "SeriesDescription", "ProtocolName"
         "ImagePositionPatient", "ImageOrientationPatient", "NumberOfFrames", "ImagesInAcquisition",
         "Rows", "SOPClassUID", "PatientName", "PatientID", "PatientBirthDate", "AccessionNumber",
         "OtherPatientIDs", "OtherPatientNames", "ReferringPhysicianName", "PerformingPhysicianName",
-        "OperatorsName", "PatientAddress", "StudyID"]
+        "OperatorsName", "PatientAddress", "StudyID", "BurnedInAnnotation"]
 ID_TAGS = ["SeriesDescription", "ProtocolName", "SequenceName", "ScanningSequence", "SequenceVariant",
            "MRAcquisitionType", "RepetitionTime", "EchoTime", "InversionTime", "ContrastBolusAgent",
            "ImageType", "Modality"]
@@ -64,6 +64,7 @@ class Series:
     problem: str | None = None
     niftis: list[Path] = field(default_factory=list)
     chosen_as: str = ""
+    burned_in: bool = False  # some image says BurnedInAnnotation YES: text in the pixels
     redact: Any = None  # Identifiers.redact of the study, so messages never show identifiers
 
     @property
@@ -149,6 +150,7 @@ def scan_dicom(folder: Path) -> tuple[list[Series], Identifiers]:
         if s is None:
             s = series[key] = Series(key[0], key[1], [], {k: _value(ds, k) for k in ID_TAGS})
         s.files.append(path)
+        s.burned_in = s.burned_in or str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES"
         s.slices.append((_value(ds, "InstanceNumber"), _value(ds, "ImagePositionPatient"),
                          _value(ds, "ImageOrientationPatient"), int(ds.get("NumberOfFrames", 1) or 1),
                          _value(ds, "ImagesInAcquisition")))
@@ -208,7 +210,15 @@ def check_slices(slices: list[tuple[Any, Any, Any, int, Any]]) -> str | None:
 # --------------------------------------------------------------------------- conversion
 
 def convert_series(s: Series, name: str, out_dir: Path, work: Path, ids: Identifiers) -> None:
-    """Convert one series into ``out_dir/<name>*.nii.gz`` + JSON; sets ``status``/``problem``."""
+    """Convert one series into ``out_dir/<name>*.nii.gz`` + JSON; sets ``status``/``problem``.
+
+    Header identifiers are scrubbed, but text burned into the pixels cannot be: a series whose
+    images declare BurnedInAnnotation YES is refused rather than converted.
+    """
+    if s.burned_in:
+        s.status, s.problem = "refused", ("BurnedInAnnotation is YES: identifying text may be burned into the "
+                                          "pixels; remove or mask it before converting")
+        return
     problem = check_slices(s.slices)
     if problem:
         s.status, s.problem = "refused", problem
