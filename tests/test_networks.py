@@ -111,6 +111,22 @@ def test_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-5, atol=1e-6, msg=n)
 
 
+def test_inference_in_place_path_equals_the_autograd_path():
+    """Without autograd, ReLU and the residual/skip additions reuse buffers: same outputs, input untouched."""
+    cfg = load_config("tiny")
+    torch.manual_seed(2)
+    net = build_cascade(cfg).eval()
+    x = torch.randn(1, 4, 16, 16, 16)
+    keep = x.clone()
+    with torch.enable_grad():
+        ref = {k: v.detach() for k, v in net(x).items()}
+    with torch.inference_mode():
+        fast = net(x)
+    assert torch.equal(x, keep)
+    for k in ref:
+        torch.testing.assert_close(fast[k], ref[k], rtol=0, atol=0, msg=k)
+
+
 def test_model_summary_cli(cli):
     res = cli("model-summary", "--config", "paper")
     assert res.exit_code == 0, res.output

@@ -1,6 +1,9 @@
 """The optimised CPU path: accurate GroupNorm in channels-last, same results as the eager fp32 path."""
 from __future__ import annotations
 
+import platform
+
+import pytest
 import torch
 from torch import nn
 
@@ -43,3 +46,11 @@ def test_prepare_switches_and_restores_layers():
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
     prepare([net], torch.device("cpu"), cpu_mode="eager")
     assert not any(type(m) is AccurateGroupNorm for m in net.modules())
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_freed_memory_is_kept_for_reuse_on_glibc():
+    """Both mallopt settings are accepted (a wrong parameter number would be refused with 0)."""
+    from gliocascade.cpu_speed import reuse_freed_memory
+
+    assert reuse_freed_memory() is True

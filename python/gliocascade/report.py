@@ -331,7 +331,8 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     if run_dir is not None and Path(run_dir).is_dir():
         from tqdm import tqdm
 
-        cases = [c for c in run_dir_cases(Path(run_dir)) if case_ids is None or c in set(case_ids)]
+        wanted = None if case_ids is None else set(case_ids)
+        cases = [c for c in run_dir_cases(Path(run_dir)) if wanted is None or c in wanted]
         for case_id in tqdm(cases, desc="overlays", unit="case", disable=None):
             seg = Path(run_dir) / case_id / f"{case_id}_seg.nii.gz"
             try:
