@@ -57,14 +57,14 @@ def test_run_native_case_writes_labels_on_the_native_grid(data_dir, random_tiny_
     sheet.write_text("case_id,t1,t1ce,t2,flair,seg\nRAW," + ",".join(str(f) for f in [*files, gt]) + "\n")
     out = tmp_path / "out"
     args = ("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
-            "--device", "cpu", "--atlas", atlas, "--atlas-via", "t1ce", "--save-probabilities")
+            "--device", "cpu", "--atlas", atlas, "--atlas-via", "t1", "--save-probabilities")
     result = cli(*args)
     assert result.exit_code == 0, result.output
 
     case = out / "RAW"
     # run's step options reach the steps: preprocessing route recorded, probabilities written
     prep = json.loads((case / "preprocessed" / "provenance_preprocess.json").read_text())
-    assert prep["parameters"]["atlas_via"] == "t1ce" and prep["parameters"]["backend"] == "simpleitk"
+    assert prep["parameters"]["atlas_via"] == "t1" and prep["parameters"]["backend"] == "simpleitk"
     prob = np.asarray(nib.load(str(case / "RAW_prob.nii.gz")).dataobj)
     assert prob.shape == (*BRATS_SHAPE, 3) and 0.0 <= prob.min() and prob.max() <= 1.0
     pred = np.asarray(nib.load(str(case / "RAW_pred.nii.gz")).dataobj)

@@ -84,8 +84,9 @@ def convert(**kw: Any) -> None:
 @click.option("--backend", type=click.Choice(["simpleitk", "ants"]), default="simpleitk", show_default=True,
               help="Registration backend.")
 @click.option("--affine", is_flag=True, help="Refine the atlas registration with an affine stage.")
-@click.option("--atlas-via", "atlas_via", type=click.Choice(["t1", "t1ce"]), default="t1", show_default=True,
-              help="Image registered to the atlas T1: the co-registered T1 (like contrast), or T1Gd directly.")
+@click.option("--atlas-via", "atlas_via", type=click.Choice(["t1ce", "t1"]), default="t1ce", show_default=True,
+              help="Image registered to the atlas T1: T1Gd directly (as the BraTS pipelines do), "
+                   "or the co-registered T1.")
 @click.option("--n4", is_flag=True, help="N4 bias correction (used for registration only).")
 @click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
               show_default=True, help="Skull-stripping method (plug-ins need their weights present).")
@@ -208,7 +209,7 @@ def report(**kw: Any) -> None:
               show_default=True, help="preprocess: registration backend (native-space rows).")
 @click.option("--affine", is_flag=True, help="preprocess: affine stage after the rigid atlas registration.")
 @click.option("--n4", is_flag=True, help="preprocess: N4 bias correction of the registration copies.")
-@click.option("--atlas-via", "atlas_via", type=click.Choice(["t1", "t1ce"]), default="t1", show_default=True,
+@click.option("--atlas-via", "atlas_via", type=click.Choice(["t1ce", "t1"]), default="t1ce", show_default=True,
               help="preprocess: image registered to the atlas T1.")
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.

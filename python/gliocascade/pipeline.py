@@ -206,7 +206,7 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
 def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
                 device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
                 save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
-                n4: bool = False, atlas_via: str = "t1") -> int:
+                n4: bool = False, atlas_via: str = "t1ce") -> int:
     """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError)."""
     results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention,
                            save_probabilities=save_probabilities, registration_backend=registration_backend,

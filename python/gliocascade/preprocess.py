@@ -1,9 +1,8 @@
 """One exam from native scanner space to a BraTS-like case (the `preprocess` step).
 
 Order, as in the BraTS reference pipelines: co-register T1, T2 and FLAIR to T1Gd (rigid, Mattes
-MI); register T1Gd to the SRI24 atlas T1 (rigid, optionally affine), by default through the
-co-registered T1 (``atlas_via="t1"``: the atlas is a T1 image, and matching like contrast with
-like lands closer to the BraTS Toolkit images on the real exam, README); resample each modality once
+MI); register T1Gd to the SRI24 atlas T1 (rigid, optionally affine; ``atlas_via="t1"`` goes through
+the co-registered T1 instead); resample each modality once
 onto the BraTS grid through the composed transforms (linear, intensities kept); skull-strip there;
 write the images, the brain mask, the BraTS -> native transform with a reference of the native
 T1Gd grid (for native-space segmentations), and a provenance record. Every registration is checked
@@ -153,7 +152,7 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
                     backend: str = "simpleitk", affine: bool = False, n4: bool = False,
                     skull_strip: str = "atlas", threads: int = 1,
-                    params: reg.RegistrationParams | None = None, atlas_via: str = "t1") -> dict[str, Path]:
+                    params: reg.RegistrationParams | None = None, atlas_via: str = "t1ce") -> dict[str, Path]:
     """Preprocess one exam; returns the written paths by role (modalities, brainmask, transform, ...).
 
     ``atlas_via`` ``t1``: the native T1 is registered to the atlas and T1Gd follows through its
@@ -288,7 +287,7 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
 
 def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str, out: Path,
                        atlas: Path | None = None, backend: str = "simpleitk", affine: bool = False,
-                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1") -> int:
+                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1ce") -> int:
     """CLI body of `gliocascade preprocess`."""
     written = preprocess_case({"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}, case_id, Path(out),
                               atlas_dir=atlas, backend=backend, affine=affine, n4=n4,

@@ -40,7 +40,7 @@ class RunOptions:
     registration_backend: str = "simpleitk"
     affine: bool = False
     n4: bool = False
-    atlas_via: str = "t1"
+    atlas_via: str = "t1ce"
 
 
 @dataclass
