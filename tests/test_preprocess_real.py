@@ -101,7 +101,7 @@ def _ncc_with_brats_toolkit(out: Path, data_dir: Path, mod: str) -> float:
 
 
 # On the default atlas release, which is not the space the BraTS Toolkit images were made in (README
-# "Preprocessing"): measured T1 0.915, T1Gd 0.873, T2 0.901, FLAIR 0.855; floors sit a little below.
+# "Preprocessing"): measured T1 0.917, T1Gd 0.876, T2 0.905, FLAIR 0.859; floors sit a little below.
 NCC_FLOOR = {"t1": 0.90, "t1ce": 0.86, "t2": 0.885, "flair": 0.84}
 
 
@@ -129,7 +129,8 @@ def test_on_the_reference_atlas_release_images_match_brats_toolkit(real_run, run
     on_default = {m: _ncc_with_brats_toolkit(real_run[0], data_dir, m) for m in MODALITIES}
     for m in MODALITIES:
         assert on_reference[m] >= NCC_FLOOR_REFERENCE_ATLAS[m], (m, on_reference)
-    assert on_reference["t1ce"] > on_default["t1ce"] + 0.04, (on_reference, on_default)
+    gain = {m: on_reference[m] - on_default[m] for m in MODALITIES}
+    assert gain["t1ce"] > 0.04 and gain["t1ce"] == max(gain.values()), gain
     ref_mask = _arr(data_dir / "native" / CASE / "reference" / "brats_space" / "OtherEXampleFromTCIA_hdbet_mask_brats.nii.gz") > 0
     assert _dice(_arr(run_on_reference_atlas / f"{CASE}_brainmask.nii.gz") > 0, ref_mask) >= 0.93
 
