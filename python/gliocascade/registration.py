@@ -4,7 +4,9 @@ Every backend returns an ITK transform that maps a point of the FIXED image's ph
 (ITK LPS coordinates) to the MOVING image's physical space, which is what ``sitk.Resample``
 expects. Cohort studies need bit-identical results, so the SimpleITK backend samples the metric
 with a fixed seed and runs the optimiser with a fixed number of threads (``REGISTRATION_THREADS``),
-whatever ITK's or OpenMP's global thread settings are.
+whatever ITK's or OpenMP's global thread settings are. The metric is sampled on a jittered regular
+grid (stratified) rather than at independent random voxels: at the same cost the optimum moves far
+less with the sample set, so the result does not hinge on the seed (README, preprocessing).
 """
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ class RegistrationParams:
     """Parameters of the SimpleITK backend (recorded in provenance)."""
 
     bins: int = 32
-    sampling_percentage: float = 0.10
+    sampling: str = "regular"  # "regular" (jittered grid) or "random"
+    sampling_percentage: float = 0.20
     seed: int = 20190101
     learning_rate: float = 2.0
     min_step: float = 1e-3
@@ -89,7 +92,7 @@ def _sitk_register(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     # atlas is 9 M voxels and only ~1 % of them are ever sampled.
     reg.SetMetricUseFixedImageGradientFilter(False)
     reg.SetMetricUseMovingImageGradientFilter(False)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingStrategy({"regular": reg.REGULAR, "random": reg.RANDOM}[params.sampling])
     reg.SetMetricSamplingPercentage(params.sampling_percentage, params.seed)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
