@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from gliocascade.errors import InputError
 from gliocascade.io import MODALITIES
 from gliocascade.preprocess import read_input
-from gliocascade.resample import brats_grid, to_array
+from gliocascade.resample import bounding_box, brats_grid, field_of_view, to_array, to_brats
 
 
 def _write(path, array, affine=None):
@@ -105,6 +105,30 @@ def test_brats_grid_matches_design_header():
     arr[5, 6, 7] = 1
     img = sitk.GetImageFromArray(arr.transpose(2, 1, 0))
     assert to_array(img)[5, 6, 7] == 1
+
+
+def test_resampling_a_box_gives_the_same_voxels_as_the_whole_grid():
+    """Resampling only the brain's box: the same voxels inside it (up to float rounding of the
+    shifted grid origin), zero outside, the same field of view."""
+    native = sitk.GetImageFromArray(np.random.default_rng(0).uniform(1, 100, (30, 200, 180)).astype(np.float32))
+    native.SetSpacing((0.9, 0.9, 5.5))
+    native.SetOrigin((20.0, -230.0, -10.0))
+    pose = sitk.Euler3DTransform((120.0, -120.0, 77.0), 0.1, -0.05, 0.2, (3.0, -4.0, 2.0))
+    mask = np.zeros((240, 240, 155), dtype=bool)
+    mask[60:170, 50:200, 30:140] = True
+    box = bounding_box(mask, 8)
+    assert [(b.start, b.stop) for b in box] == [(52, 178), (42, 208), (22, 148)]
+    whole, boxed = to_brats(native, pose), to_brats(native, pose, box=box)
+    assert np.allclose(boxed[box], whole[box], rtol=0, atol=1e-3) and not boxed.any(where=~_inside(box))
+    fov_whole, fov_boxed = field_of_view(native, pose), field_of_view(native, pose, box)
+    assert np.array_equal(fov_boxed[box], fov_whole[box]) and fov_whole[box].any() and not fov_whole[box].all()
+    assert bounding_box(np.zeros((4, 5, 6), dtype=bool), 2) == (slice(0, 4), slice(0, 5), slice(0, 6))
+
+
+def _inside(box) -> np.ndarray:
+    out = np.zeros((240, 240, 155), dtype=bool)
+    out[box] = True
+    return out
 
 
 def test_unknown_skull_strip_method(tmp_path, valid_inputs):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from gliocascade.errors import InputError
-from gliocascade.skullstrip import check_plausible, largest_component, plugin_mask, refine_atlas_mask
+from gliocascade.skullstrip import _refine, check_plausible, largest_component, plugin_mask, refine_atlas_mask
 
 
 def _ball_mask(shape, centre, radius):
@@ -36,6 +36,24 @@ def test_refine_keeps_rim_bright_in_one_modality():
     t2 = np.where(atlas, 900.0, 20.0).astype(np.float32)
     refined = refine_atlas_mask(atlas, {"t1": t1, "t2": t2}, np.ones(shape, dtype=bool))
     assert refined.sum() >= 0.97 * atlas.sum()
+
+
+def test_refine_inside_the_box_equals_the_whole_grid():
+    """The refinement works in the mask's bounding box: same voxels as on the whole grid, including
+    a hole to fill, a stray island to drop and a mask that touches the grid's edge."""
+    shape = (70, 64, 50)
+    rng = np.random.default_rng(3)
+    atlas = _ball_mask(shape, (35, 30, 25), 17) | _ball_mask(shape, (35, 60, 25), 6)  # touches the y edge
+    atlas[35, 30, 20:30] = False                                                     # a hole
+    atlas[5:8, 5:8, 5:8] = True                                                      # an island
+    image = np.where(_ball_mask(shape, (35, 30, 25), 15), 500.0, 20.0) + rng.normal(0, 30, shape)
+    fov = np.ones(shape, dtype=bool)
+    fov[:, :, 44:] = False
+    images = {"t1ce": image.astype(np.float32), "t2": (2 * image).astype(np.float32)}
+    boxed = refine_atlas_mask(atlas, images, fov)
+    whole = _refine(atlas & fov, images, fov, 4, 0.15)
+    assert boxed.shape == shape and boxed.any()
+    assert np.array_equal(boxed, whole)
 
 
 def test_largest_component():

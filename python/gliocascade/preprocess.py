@@ -30,7 +30,7 @@ from .atlas import atlas_release, locate_atlas
 from .errors import InputError
 from .io import MODALITIES, brats_affine, write_image, write_labels
 from .provenance import sha256_file, write_provenance
-from .resample import as_affine, compose, field_of_view, resample, to_brats
+from .resample import as_affine, bounding_box, compose, field_of_view, resample, to_brats
 from .skullstrip import METHODS, check_plausible, plugin_mask, refine_atlas_mask
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ ATLAS_ROUTES = ("t1", "t1ce")  # which image drives the registration to the atla
 # the subject against the atlas T1 (another head by nature) 0.20.
 MIN_EDGE_CORR_COREG = 0.40
 MIN_EDGE_CORR_ATLAS = 0.10
+# Room around the atlas brain's box for the mask refinement's morphology (its rim band is 4 mm).
+BRAIN_BOX_MARGIN_MM = 8
 
 
 # --------------------------------------------------------------------------- input
@@ -132,18 +134,21 @@ def edge_map(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(image, 1.5))
 
 
-def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray) -> float:
+def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray,
+                     fixed_edges: np.ndarray | None = None) -> float:
     """Correlation of the edge maps of ``fixed`` and of ``moving`` resampled onto it, over ``region``.
 
     Co-registered images of one head share their edges (ventricles, sulci, tumour, brain outline)
     whatever their contrasts; another subject's image, or a failed registration, does not.
+    ``fixed_edges`` (``edge_map(fixed)``) saves recomputing them when one image is checked against several.
     """
     warped = resample(moving, fixed, transform)
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
     overlap = sitk.GetArrayFromImage(resample(ones, fixed, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)) > 0
     with reg.fixed_threads():
-        a, b = edge_map(fixed), edge_map(warped)
+        a = edge_map(fixed) if fixed_edges is None else fixed_edges
+        b = edge_map(warped)
     return reg.normalized_cross_correlation(a, b, region & overlap)
 
 
@@ -198,18 +203,23 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         with clock("similarity_check"):
             brain = sitk.GetArrayFromImage(resample(atlas_ss, small["t1ce"], t1ce_to_atlas,
                                                     sitk.sitkNearestNeighbor)) > 0
-            similarity = {"atlas": _check_match(small["t1ce"], atlas_t1, t1ce_to_atlas, brain,
-                                                MIN_EDGE_CORR_ATLAS, paths[atlas_via], "the atlas T1")}
+            with reg.fixed_threads():
+                t1ce_edges = edge_map(small["t1ce"])
+            similarity = {"atlas": _check_match(small["t1ce"], atlas_t1, t1ce_to_atlas, brain, MIN_EDGE_CORR_ATLAS,
+                                                paths[atlas_via], "the atlas T1", t1ce_edges)}
             for m in MOVING:
                 similarity[m] = _check_match(small["t1ce"], small[m], results[m].transform, brain,
-                                             MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name)
+                                             MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name, t1ce_edges)
         with clock("resample"):
+            atlas_mask = to_brats(atlas_ss, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor) > 0
+            # The atlas mask is only refined inwards, so nothing outside its box is ever kept; a
+            # plug-in skull-stripper sees the whole head, as it was trained to.
+            box = bounding_box(atlas_mask, BRAIN_BOX_MARGIN_MM) if skull_strip == "atlas" else None
             chains = {m: (compose(results[m].transform, brats_to_native) if m in results else brats_to_native)
                       for m in MODALITIES}
-            brats = {m: to_brats(native[m], chains[m]) for m in MODALITIES}
-            fov = np.logical_and.reduce([field_of_view(native[m], chains[m]) for m in MODALITIES])
+            brats = {m: to_brats(native[m], chains[m], box=box) for m in MODALITIES}
+            fov = np.logical_and.reduce([field_of_view(native[m], chains[m], box) for m in MODALITIES])
         with clock("skullstrip"):
-            atlas_mask = to_brats(atlas_ss, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor) > 0
             if skull_strip == "atlas":
                 mask = refine_atlas_mask(atlas_mask, brats, fov)
             else:
@@ -247,11 +257,11 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
 
 
 def _check_match(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, brain: np.ndarray,
-                 threshold: float, path: Path, target: str) -> float:
+                 threshold: float, path: Path, target: str, fixed_edges: np.ndarray | None = None) -> float:
     """Edge correlation inside the brain after registration; below ``threshold`` the case stops."""
     if brain.sum() < 1000:
         raise InputError(path, f"registration to {target} failed: the brain falls outside the image")
-    score = round(edge_correlation(fixed, moving, transform, brain), 4)
+    score = round(edge_correlation(fixed, moving, transform, brain, fixed_edges), 4)
     if score < threshold:
         raise InputError(path, f"does not match {target} after registration (edge correlation {score:.3f} < "
                                f"{threshold}): another subject's image or a failed registration")
