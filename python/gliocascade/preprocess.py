@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 MOVING = ("t1", "t2", "flair")
 ATLAS_ROUTES = ("t1", "t1ce")  # which image drives the registration to the atlas T1
 # Edge correlation inside the brain below which a registered image is taken not to show the same
-# head. Measured on the real exam (README): same subject 0.59-0.68, another subject's image 0.18-0.25;
+# head. Measured on the real exam (README): same subject 0.58-0.68, another subject's image 0.18-0.25;
 # the subject against the atlas T1 (another head by nature) 0.20.
 MIN_EDGE_CORR_COREG = 0.40
 MIN_EDGE_CORR_ATLAS = 0.10

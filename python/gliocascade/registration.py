@@ -89,7 +89,8 @@ def _sitk_register(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transfor
     reg.SetNumberOfThreads(REGISTRATION_THREADS)
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=params.bins)
     # Image gradients only at the sampled points, not as whole gradient images per level: the
-    # atlas is 9 M voxels and only ~1 % of them are ever sampled.
+    # atlas is 9 M voxels and only ~3 % of them are ever sampled (whole gradient images took
+    # twice the CPU time on the real exam).
     reg.SetMetricUseFixedImageGradientFilter(False)
     reg.SetMetricUseMovingImageGradientFilter(False)
     reg.SetMetricSamplingStrategy({"regular": reg.REGULAR, "random": reg.RANDOM}[params.sampling])
