@@ -25,6 +25,11 @@ def brats_grid(pixel: int = sitk.sitkUInt8) -> sitk.Image:
     return img
 
 
+def whole_grid() -> Box:
+    """The box of the whole BraTS grid."""
+    return tuple(slice(0, int(s)) for s in BRATS_SHAPE)  # type: ignore[return-value]
+
+
 def bounding_box(mask: np.ndarray, margin: int) -> Box:
     """The index box around ``mask``'s voxels grown by ``margin`` (clipped to the array).
 
@@ -70,8 +75,7 @@ def resample(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform
 def to_brats(image: sitk.Image, transform: sitk.Transform, interpolator: int = sitk.sitkLinear,
              box: Box | None = None) -> np.ndarray:
     """``image`` on the BraTS grid as a float32 array in nibabel voxel order (zero outside ``box``)."""
-    if box is None:
-        return to_array(resample(image, brats_grid(), transform, interpolator, sitk.sitkFloat32)).astype(np.float32)
+    box = box or whole_grid()
     out = np.zeros(BRATS_SHAPE, dtype=np.float32)
     out[box] = to_array(resample(image, sub_grid(brats_grid(), box), transform, interpolator, sitk.sitkFloat32))
     return out
@@ -79,13 +83,12 @@ def to_brats(image: sitk.Image, transform: sitk.Transform, interpolator: int = s
 
 def field_of_view(image: sitk.Image, transform: sitk.Transform, box: Box | None = None) -> np.ndarray:
     """Boolean mask of the BraTS voxels (inside ``box``) that map inside ``image``'s extent."""
+    box = box or whole_grid()
     ones = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(image)
-    grid = brats_grid()
-    if box is None:
-        return to_array(resample(ones, grid, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)) > 0
     out = np.zeros(BRATS_SHAPE, dtype=bool)
-    out[box] = to_array(resample(ones, sub_grid(grid, box), transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)) > 0
+    out[box] = to_array(resample(ones, sub_grid(brats_grid(), box), transform, sitk.sitkNearestNeighbor,
+                                 sitk.sitkUInt8)) > 0
     return out
 
 
