@@ -80,6 +80,23 @@ def test_registration_is_repeatable():
     assert a == b
 
 
+def test_both_metric_samplings_recover_the_transform_and_differ():
+    """``sampling`` is honoured: the stratified default and independent random sampling draw other
+    points (other transforms), and both recover the truth; an unknown strategy is refused."""
+    atlas, brain = _phantom_image(6)
+    truth = sitk.Euler3DTransform((0, 0, 0), 0.06, -0.03, 0.04, (3.0, -2.0, 1.5))
+    native = resample(atlas, _native_grid(atlas), truth)
+    pts = reg.transform_points(truth.GetInverse(), np.array(
+        [atlas.TransformIndexToPhysicalPoint([int(i) for i in p]) for p in np.argwhere(brain)[::97]]))
+    found = {s: reg.register(native, atlas, params=reg.RegistrationParams(sampling=s)).transform
+             for s in reg.SAMPLING_STRATEGIES}
+    for transform in found.values():
+        assert _mean_error_mm(transform, truth, pts) <= 1.0
+    assert found["regular"].GetParameters() != found["random"].GetParameters()
+    with pytest.raises(ValueError, match="unknown metric sampling"):
+        reg.RegistrationParams(sampling="grid")
+
+
 def test_compose_order():
     """compose(a, b) applies b first."""
     a = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))

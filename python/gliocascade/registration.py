@@ -23,6 +23,7 @@ import SimpleITK as sitk
 log = logging.getLogger(__name__)
 
 BACKENDS = ("simpleitk", "ants")
+SAMPLING_STRATEGIES = ("regular", "random")
 # The metric is summed per work unit; fixing their count makes the sum independent of the machine.
 REGISTRATION_THREADS = 1
 
@@ -53,6 +54,10 @@ class RegistrationParams:
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
     init: str = "moments"
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLING_STRATEGIES:
+            raise ValueError(f"unknown metric sampling {self.sampling!r} (choose from {SAMPLING_STRATEGIES})")
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
