@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from gliocascade.data import Volume
 from gliocascade.io import brats_affine, write_image, write_labels
 from gliocascade.phantom import write_phantoms
-from gliocascade.train import learning_rate, make_split
+from gliocascade.train import learning_rate, make_split, validation_dice
 
 # A very small cascade for the subprocess runs (16^3 crops of 32x32x24 phantoms).
 SMALL = {"base": "tiny", "crop": [16, 16, 16], "widths2": [8, 16, 32], "batch_size": 1}
@@ -55,6 +56,48 @@ def test_kfold_split_is_seeded_and_partitions():
 
 
 # --------------------------------------------------------------------------- bad input
+
+class _FixedStage2(torch.nn.Module):
+    """Stand-in cascade whose stage 2 always returns the same probability map (3, X, Y, Z)."""
+
+    def __init__(self, prob: np.ndarray):
+        super().__init__()
+        self.register_buffer("prob", torch.from_numpy(prob.astype(np.float32)))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"stage2": self.prob[None].expand(x.shape[0], *self.prob.shape)}
+
+
+def _volume(regions: np.ndarray) -> Volume:
+    return Volume("v", np.zeros((4, *regions.shape[1:]), np.float32), regions.astype(np.uint8))
+
+
+def test_validation_dice_follows_brats_conventions():
+    # WT: 4 reference voxels, 2 of them predicted plus 2 others -> 2*2/(4+4); TC: reference only -> 0;
+    # ET: empty in both -> 1 (BraTS convention).
+    ref = np.zeros((3, 4, 4, 4), np.uint8)
+    ref[0, 0, 0, :4] = 1
+    ref[1, 0, 0, :2] = 1
+    prob = np.full((3, 4, 4, 4), 0.1, np.float32)
+    prob[0, 0, 0, :2] = 0.9
+    prob[0, 3, 3, :2] = 0.9
+    assert validation_dice(_FixedStage2(prob), [_volume(ref)], divisor=1) == pytest.approx([0.5, 0.0, 1.0])
+
+
+def test_validation_dice_averages_cases_and_empty_case_is_perfect():
+    # A case empty in reference and prediction scores 1 everywhere; its mean with a case whose
+    # every region is missed (reference only) is 0.5 per region.
+    empty = np.zeros((3, 4, 4, 4), np.uint8)
+    missed = np.zeros_like(empty)
+    missed[:, 1, 1, 1] = 1
+    model = _FixedStage2(np.zeros((3, 4, 4, 4), np.float32))
+    assert validation_dice(model, [_volume(empty)], divisor=1) == [1.0, 1.0, 1.0]
+    assert validation_dice(model, [_volume(empty), _volume(missed)], divisor=1) == pytest.approx([0.5] * 3)
+
+
+def test_validation_dice_without_volumes_is_nan():
+    assert all(np.isnan(v) for v in validation_dice(_FixedStage2(np.zeros((3, 1, 1, 1))), [], divisor=1))
+
 
 @pytest.fixture
 def tiny_cases(tmp_path):
