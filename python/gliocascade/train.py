@@ -23,7 +23,8 @@ from .configs import load_config
 from .data import Volume, augment, cases_from_folder, cases_from_samplesheet, load_volume, pad_to_multiple
 from .errors import InputError
 from .io import Case, atomic_path
-from .losses import cascade_loss, soft_dice
+from .losses import cascade_loss
+from .metrics import dice
 from .model_io import (CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights,
                        write_model_json)
 from .networks import build_cascade
@@ -95,13 +96,12 @@ def validation_dice(model: torch.nn.Module, volumes: list[Volume], divisor: int,
     """Mean hard Dice (threshold 0.5) per region over whole validation volumes (NaN without any)."""
     if not volumes:
         return [float("nan")] * 3
+    # metrics.dice is the reported metric: a region empty in both scores 1 (BraTS convention).
     scores = []
     for v in volumes:
-        pred = torch.from_numpy(predict_regions(model, v.images, divisor, device) > 0.5)[None].float()
-        scores.append(soft_dice(pred, torch.from_numpy(v.regions)[None].float(), eps=1e-8))
-    d = torch.stack(scores).mean(0)
-    # both empty counts as perfect agreement (BraTS convention)
-    return [1.0 if torch.isnan(x) else float(x) for x in d]
+        pred = predict_regions(model, v.images, divisor, device) > 0.5
+        scores.append([dice(p, r) for p, r in zip(pred, v.regions)])
+    return [float(x) for x in np.mean(scores, axis=0)]
 
 
 # --------------------------------------------------------------------------- training
