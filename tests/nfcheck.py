@@ -316,14 +316,22 @@ def task_env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+class TaskRefused(AssertionError):
+    """The task exited 2 (bad input of its case): Nextflow's error strategy ignores it."""
+
+    def __init__(self, module: str, stderr: str):
+        self.module, self.stderr = module, stderr
+        super().__init__(f"{module} refused its input (exit 2): {stderr.strip()[-2000:]}")
+
+
 def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Path]],
              values: dict[str, str], profile: str = "test", process_name: str | None = None,
-             timeout: int = 900) -> dict[str, list[Path]]:
+             timeout: int = 900, env: dict[str, str] | None = None) -> dict[str, list[Path]]:
     """Runs a module's script like a Nextflow task: stage inputs, interpolate, run, collect outputs.
 
     ``values`` gives the meta fields (``meta.x``) and the script's local variables; staged input
     names are filled in here. Returns each declared output pattern -> the files it matched, and
-    fails when a non-optional output is missing.
+    fails when a non-optional output is missing (:class:`TaskRefused` when the task exited 2).
     """
     module = parse_module(module_path)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -342,8 +350,10 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
     cmd = interpolate(command_line(module.script), base)
     started = time.perf_counter()
     res = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=workdir, capture_output=True, text=True,
-                         timeout=timeout, env=task_env())
+                         timeout=timeout, env={**task_env(), **(env or {})})
     print(f"{module.name}: {time.perf_counter() - started:.1f} s: {cmd}", file=sys.stderr)
+    if res.returncode == 2:
+        raise TaskRefused(module.name, res.stderr)
     if res.returncode != 0:
         raise AssertionError(f"{module.name} failed (exit {res.returncode}): {cmd}\n{res.stderr[-4000:]}")
     text = module.path.read_text()

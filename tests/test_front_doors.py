@@ -1,0 +1,165 @@
+"""The two front doors, `gliocascade run` and the Nextflow pipeline, agree on the same samplesheet.
+
+The Nextflow door is the module scripts chained as the workflows wire them (`nfdoor.py`); the
+`run` door is the CLI. Each test here pins one place where the doors could differ.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import nfdoor
+from nfcheck import task_env
+
+pytestmark = pytest.mark.slow
+
+if shutil.which("gliocascade", path=task_env()["PATH"]) is None:
+    pytest.skip("the gliocascade console script is not installed", allow_module_level=True)
+
+SHAPE = (64, 64, 48)
+
+
+def _phantom(root, seed: int, prefix: str = "ph"):
+    from gliocascade.phantom import write_phantoms
+
+    return write_phantoms(root, n=1, seed=seed, shape=SHAPE, prefix=prefix)[0]
+
+
+def _ball_mask(reference, radius: float):
+    """A ball-shaped brain mask at the image centre (smaller than the phantom's brain)."""
+    img = nib.load(str(reference))
+    grid = np.indices(img.shape).astype(float)
+    centre = (np.array(img.shape) - 1) / 2.0
+    dist = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre)))
+    return (dist <= radius).astype(np.uint8), img.affine
+
+
+def _sheet(path, header: str, lines: list[str]):
+    path.write_text(header + "\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def _row(cid, folder, extra: str = ""):
+    files = ",".join(str(folder / f"{folder.name}_{m}.nii.gz") for m in ("t1", "t1ce", "t2", "flair"))
+    return f"{cid},{files},brats{extra}"
+
+
+# --------------------------------------------------------------------------- 1. native metrics
+
+def _native_transforms(tmp_path, seg_path):
+    """A transforms folder mapping the phantom's grid onto a coarser, shifted 'native' grid."""
+    from gliocascade.io import write_labels
+
+    tdir = tmp_path / "transforms"
+    tdir.mkdir()
+    t = sitk.Euler3DTransform()
+    t.SetTranslation((1.5, -2.0, 1.0))
+    sitk.WriteTransform(t, str(tdir / "brats_to_native.tfm"))
+    src = nib.load(str(seg_path))
+    aff = src.affine.copy()
+    aff[:3, :3] = aff[:3, :3] * 1.5
+    write_labels(tdir / "native_reference.nii.gz", np.zeros((44, 44, 32), np.uint8), aff)
+    return tdir
+
+
+def test_native_row_with_a_reference_keeps_its_metrics_in_the_nextflow_door(tmp_path, random_tiny_model):
+    """A native row's reference lies on its native grid: Nextflow must evaluate the native labels."""
+    from gliocascade.postprocess import postprocess_labels
+
+    case = _phantom(tmp_path / "cases", 3)
+    cid = case.name
+    pred = case / f"{cid}_seg.nii.gz"  # stands in for predict's output (BraTS grid)
+    tdir = _native_transforms(tmp_path, pred)
+    # the reference on the native grid: the phantom's labels moved there
+    written = postprocess_labels(pred, tmp_path / "ref" / f"{cid}_seg.nii.gz", 0, tdir, "2019")
+    reference = written[1]
+    row = nfdoor.Row({"meta.id": cid, "meta.space": "native", "meta.label_convention": "2019"},
+                     {}, reference, None)
+    metrics = nfdoor.postprocess_and_evaluate(row, pred, [tdir], [random_tiny_model], tmp_path / "work",
+                                              tmp_path / "out" / cid)
+    got = next(csv.DictReader(metrics.open()))
+    assert float(got["dice_WT"]) == pytest.approx(1.0)
+    assert float(got["dice_ET"]) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- 2. the brain mask
+
+def test_brainmask_column_defines_the_brain_for_a_brats_row_in_run(tmp_path, random_tiny_model, cli):
+    from gliocascade.io import write_labels
+
+    case = _phantom(tmp_path / "cases", 5)
+    mask, aff = _ball_mask(case / f"{case.name}_t1ce.nii.gz", 12)
+    write_labels(tmp_path / "mask.nii.gz", mask, aff)
+    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space,brainmask",
+                   [_row("M1", case, f",{tmp_path / 'mask.nii.gz'}")])
+    out = tmp_path / "out"
+    result = cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
+                 "--device", "cpu", "--save-probabilities")
+    assert result.exit_code == 0, result.output
+    prov = json.loads((out / "M1" / "provenance_predict.json").read_text())
+    assert prov["inputs"]["brainmask"]["path"] == str(tmp_path / "mask.nii.gz")
+    prob = np.asarray(nib.load(str(out / "M1" / "M1_prob.nii.gz")).dataobj)
+    assert prob[mask == 0].max() == 0.0 and prob[mask > 0].max() > 0.0
+
+
+def test_a_brainmask_file_beside_the_images_counts_only_when_the_sheet_names_it(tmp_path, random_tiny_model, cli):
+    """One rule in both doors: the sheet is the whole truth about a row's brain mask."""
+    from gliocascade.io import write_labels
+
+    case = _phantom(tmp_path / "cases", 6)
+    cid = case.name
+    mask, aff = _ball_mask(case / f"{cid}_t1ce.nii.gz", 10)
+    write_labels(case / f"{cid}_brainmask.nii.gz", mask, aff)  # lies there, not named by the sheet
+    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space", [_row(cid, case)])
+    run_out = tmp_path / "run"
+    result = cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", run_out, "--tta", "1",
+                 "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    nf_out = tmp_path / "nf"
+    assert nfdoor.segment(sheet, [random_tiny_model], nf_out, tmp_path / "work") == []
+    run_pred = (run_out / cid / f"{cid}_pred.nii.gz").read_bytes()
+    nf_pred = (nf_out / cid / f"{cid}_pred.nii.gz").read_bytes()
+    assert run_pred == nf_pred
+
+
+def test_train_samplesheet_uses_the_brainmask_column(tmp_path):
+    from gliocascade.data import cases_from_samplesheet, load_volume
+    from gliocascade.io import write_labels
+
+    case = _phantom(tmp_path / "cases", 7)
+    mask, aff = _ball_mask(case / f"{case.name}_t1ce.nii.gz", 9)
+    write_labels(tmp_path / "mask.nii.gz", mask, aff)
+    seg = case / f"{case.name}_seg.nii.gz"
+    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space,seg,brainmask",
+                   [_row("T1", case, f",{seg},{tmp_path / 'mask.nii.gz'}")])
+    vol = load_volume(cases_from_samplesheet(sheet)[0])
+    assert np.all(vol.images[:, mask == 0] == 0)
+    assert np.all(np.abs(vol.images[:, mask > 0].mean(axis=1)) < 1e-4)  # z-scored over the mask
+
+
+# --------------------------------------------------------------------------- 3. train mode conventions
+
+def test_nextflow_train_mode_reads_each_rows_label_convention(tmp_path):
+    """A 2023-convention row (ET = 3) trains in Nextflow's train mode as it does with train --samplesheet."""
+    from gliocascade.io import write_labels
+
+    a = _phantom(tmp_path / "cases", 8)
+    b = _phantom(tmp_path / "cases", 9)
+    seg_b = b / f"{b.name}_seg.nii.gz"
+    img = nib.load(str(seg_b))
+    lab = np.asarray(img.dataobj).astype(np.uint8)
+    lab[lab == 4] = 3
+    write_labels(seg_b, lab, img.affine)  # BraTS 2023 values under BraTS 2019 file names
+    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space,seg,label_convention",
+                   [_row(a.name, a, f",{a / (a.name + '_seg.nii.gz')},2019"), _row(b.name, b, f",{seg_b},2023")])
+    models = nfdoor.train(sheet, tmp_path / "work", folds=2, seed=0)
+    assert len(models) == 2
+    for m in models:
+        card = json.loads((m / "model.json").read_text())
+        assert card["data_card"]["label_conventions"] == {a.name: "2019", b.name: "2023"}
