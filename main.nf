@@ -28,6 +28,7 @@ workflow {
         cases = INPUT_CHECK.out.cases
         transforms = INPUT_CHECK.out.transforms
         references = INPUT_CHECK.out.references
+        refused = INPUT_CHECK.out.failures
         train_cases = cases
         train_references = references
     }
@@ -36,6 +37,7 @@ workflow {
         cases = PHANTOM_INPUT.out.heldout
         transforms = PHANTOM_INPUT.out.heldout_transforms
         references = PHANTOM_INPUT.out.heldout_references
+        refused = channel.empty()
         train_cases = PHANTOM_INPUT.out.train
         train_references = PHANTOM_INPUT.out.train_references
     }
@@ -45,11 +47,11 @@ workflow {
     }
     else if (params.model) {
         models = channel.value(modelFolders(params.model))
-        GLIOCASCADE_SEGMENT(cases, transforms, references, models)
+        GLIOCASCADE_SEGMENT(cases, transforms, references, models, refused)
     }
     else if (!params.input) {
         GLIOCASCADE_TRAIN(train_cases, train_references)
-        GLIOCASCADE_SEGMENT(cases, transforms, references, GLIOCASCADE_TRAIN.out.models.collect())
+        GLIOCASCADE_SEGMENT(cases, transforms, references, GLIOCASCADE_TRAIN.out.models.collect(), refused)
     }
     else {
         error("segment mode needs --model DIR[,DIR...] (no pretrained weights ship; train with --mode train)")
@@ -74,12 +76,12 @@ def modelFolders(spec) {
     return folders
 }
 
-// Training reads BraTS-layout case folders with <id>_seg: rows must be space=brats with a seg.
+// Training reads BraTS-space rows with a seg: rows must be space=brats.
 def trainable(cases) {
-    return cases.map { meta, dir ->
-        if (meta.space != 'brats') {
-            error("--mode train: case ${meta.id} must be in BraTS space (space=brats) with its seg")
+    return cases.map { row ->
+        if (row[0].space != 'brats') {
+            error("--mode train: case ${row[0].id} must be in BraTS space (space=brats) with its seg")
         }
-        return [meta, dir]
+        return row
     }
 }

@@ -33,6 +33,9 @@ SAMPLE_VARS = {
     "metrics_args": "--metrics metrics/case01_metrics.csv --metrics metrics/case02_metrics.csv",
     "atlas_arg": "--atlas atlas",
     "native_arg": "--native-transforms transforms",
+    "pred_native_arg": "--pred-native pred_native/case01_seg_native.nii.gz",
+    "mask_arg": "--brainmask input/brainmask/case01_brainmask.nii.gz",
+    "failures_arg": "--failures failures/failures.csv",
     "gt_arg": "--gt reference/case01_seg.nii.gz",
     "input_args": "--dicom study/case01",
     "first": "case01000",
@@ -263,6 +266,8 @@ def check_stub(module_path: Path, workdir: Path) -> list[str]:
         raise AssertionError(f"{module_path}: stub block failed: {res.stderr}")
     missing = []
     for pattern, is_dir in module.outputs:
+        if pattern == "refusal.csv":  # written only when the task refuses its case
+            continue
         concrete = interpolate(pattern, values)
         hits = list(workdir.glob(concrete))
         if not hits or (is_dir and not any(h.is_dir() for h in hits)):
@@ -292,10 +297,10 @@ def _stage(items: list[Path], pattern: str, workdir: Path, copy: bool) -> list[s
     for i, src in enumerate(items, start=1):
         if not pattern:
             rel = src.name
+        elif "?" in pattern:  # a run of ? is the 1-based index, zero-padded to its length
+            rel = re.sub(r"\?+", lambda m: str(i).zfill(len(m.group(0))), pattern).replace("*", src.name)
         elif "*" in pattern:
             rel = pattern.replace("*", src.name)
-        elif "?" in pattern:
-            rel = pattern.replace("?", str(i))
         else:
             rel = pattern
         dst = workdir / rel
@@ -310,17 +315,25 @@ def _stage(items: list[Path], pattern: str, workdir: Path, copy: bool) -> list[s
     return names
 
 
+def config_env(config: Path = ROOT / "nextflow.config") -> dict[str, str]:
+    """The `env { }` scope of nextflow.config: variables Nextflow exports into every task."""
+    m = re.search(r"^env \{\n(.*?)^\}", config.read_text(), re.M | re.S)
+    return {mm.group(1): mm.group(2) for mm in re.finditer(r"^\s*(\w+)\s*=\s*'([^']*)'", m.group(1) if m else "", re.M)}
+
+
 def task_env() -> dict[str, str]:
-    """The environment of a task: the interpreter's scripts folder (a venv's bin) first on PATH."""
+    """The environment of a task: the pipeline's env scope, the interpreter's scripts folder (a
+    venv's bin) first on PATH."""
     scripts = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return {**os.environ, **config_env(), "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 class TaskRefused(AssertionError):
-    """The task exited 2 (bad input of its case): Nextflow's error strategy ignores it."""
+    """The task refused its case: exit 2 (ignored by Nextflow's error strategy), or, with the
+    pipeline's GLIOCASCADE_REFUSAL_RECORD set, exit 0 and the reason in ``record``."""
 
-    def __init__(self, module: str, stderr: str):
-        self.module, self.stderr = module, stderr
+    def __init__(self, module: str, stderr: str, record: Path | None = None):
+        self.module, self.stderr, self.record = module, stderr, record
         super().__init__(f"{module} refused its input (exit 2): {stderr.strip()[-2000:]}")
 
 
@@ -347,6 +360,10 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
         items = inputs.get(name, [])
         items = items if isinstance(items, list) else [items]
         base[name] = " ".join(_stage(items, pattern, workdir, copy))
+    for name, expr in module.script_defs.items():  # def x = input ? "--opt ${input}" : ''
+        m = re.fullmatch(r"""(\w+) \? "([^"]*)" : ''""", expr)
+        if m and name not in values and m.group(1) in patterns:
+            base[name] = interpolate(m.group(2), base) if base[m.group(1)] else ""
     cmd = interpolate(command_line(module.script), base)
     started = time.perf_counter()
     res = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=workdir, capture_output=True, text=True,
@@ -354,6 +371,8 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
     print(f"{module.name}: {time.perf_counter() - started:.1f} s: {cmd}", file=sys.stderr)
     if res.returncode == 2:
         raise TaskRefused(module.name, res.stderr)
+    if res.returncode == 0 and (workdir / "refusal.csv").is_file():  # refused, recorded for the report
+        raise TaskRefused(module.name, res.stderr, workdir / "refusal.csv")
     if res.returncode != 0:
         raise AssertionError(f"{module.name} failed (exit {res.returncode}): {cmd}\n{res.stderr[-4000:]}")
     text = module.path.read_text()

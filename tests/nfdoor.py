@@ -62,68 +62,113 @@ def publish(files: list[Path], dest: Path) -> None:
 
 def postprocess_and_evaluate(row: Row, pred: Path, transforms: list[Path], models: list[Path], work: Path,
                              case_out: Path) -> Path:
-    """POSTPROCESS -> EVALUATE of one case as GLIOCASCADE_SEGMENT wires them; returns the metrics CSV."""
+    """POSTPROCESS -> EVALUATE of one case as GLIOCASCADE_SEGMENT wires them; returns the metrics CSV.
+
+    EVALUATE gets the BraTS-space and the native labels (POSTPROCESS.out.seg joined with seg_native).
+    """
     post = run_task(module("postprocess"), work / "postprocess",
                     {"pred": [pred], "transforms": transforms, "models": models},
-                    {**row.meta, "model_args": models_arg(models),
-                     "native_arg": "--native-transforms transforms" if transforms else ""})
+                    {**row.meta, "model_args": models_arg(models)})
     seg = post["${task.ext.prefix ?: meta.id}_seg.nii.gz"]
-    publish(seg + post["${task.ext.prefix ?: meta.id}_seg_native.nii.gz"] + post["provenance_postprocess.json"],
-            case_out)
-    gt = [row.seg] if row.seg else []
-    ev = run_task(module("evaluate"), work / "evaluate", {"seg": seg, "gt": gt},
-                  {**row.meta, "gt_arg": f"--gt reference/{row.seg.name}" if row.seg else ""})
+    seg_native = post["${task.ext.prefix ?: meta.id}_seg_native.nii.gz"]
+    publish(seg + seg_native + post["provenance_postprocess.json"], case_out)
+    ev = run_task(module("evaluate"), work / "evaluate",
+                  {"seg": seg, "seg_native": seg_native, "gt": [row.seg] if row.seg else []}, dict(row.meta))
     csv = ev["${task.ext.prefix ?: meta.id}_metrics.csv"]
-    publish(csv, case_out)
+    publish(csv + ev["provenance_evaluate.json"], case_out)
     return csv[0]
 
 
 def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Path | None = None) -> Path:
-    """One row through PREPROCESS (native rows) -> PREDICT -> POSTPROCESS -> EVALUATE."""
+    """One row through INPUT_CHECK (PREPROCESS for native rows) -> PREDICT -> POSTPROCESS -> EVALUATE."""
     cid = row.meta["meta.id"]
     w = work / cid
     case_out = out / cid
     transforms: list[Path] = []
+    images, mask = dict(row.images), [row.brainmask] if row.brainmask else []
     if row.meta["meta.space"] == "native":
         pre = run_task(module("preprocess"), w / "preprocess", {**row.images, "atlas": [atlas] if atlas else []},
-                       {**row.meta, "atlas_arg": f"--atlas {atlas.name}" if atlas else ""})
-        case_dir = pre["preprocessed"][0]
+                       dict(row.meta))
+        publish(pre["preprocessed"], case_out)
         transforms = pre["preprocessed/transforms"]
-        publish([case_dir], case_out)
-    else:
-        case_dir = row.images["t1ce"].parent  # bratsCaseFolder: the images' folder
-    pred = run_task(module("predict"), w / "predict", {"case_dir": case_dir, "models": models},
+        images = {m: pre[f"preprocessed/${{meta.id}}_{m}.nii.gz"][0] for m in MODALITIES}
+        mask = pre["preprocessed/${meta.id}_brainmask.nii.gz"]
+    pred = run_task(module("predict"), w / "predict", {**images, "brainmask": mask, "models": models},
                     {**row.meta, "model_args": models_arg(models)})
-    publish(pred["${meta.id}_pred.nii.gz"] + pred["provenance_predict.json"], case_out)
+    publish(pred["${meta.id}_pred.nii.gz"] + pred["${meta.id}_prob.nii.gz"] + pred["provenance_predict.json"],
+            case_out)
     return postprocess_and_evaluate(row, pred["${meta.id}_pred.nii.gz"][0], transforms, models, w, case_out)
 
 
 def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path | None = None) -> list[str]:
     """INPUT_CHECK -> GLIOCASCADE_SEGMENT for every row, outputs published under ``out``.
 
-    A task that exits 2 drops its case, as the error strategy of conf/base.config does; the ids of
-    the dropped cases are returned.
+    A task that refuses its case drops it; its refusal record goes to REPORT (collectFile of every
+    refusal.csv, header kept once). The ids of the dropped cases are returned.
     """
-    metrics, dropped = [], []
+    metrics, dropped, records = [], [], []
     for row in sheet_rows(sheet):
         try:
             metrics.append(segment_case(row, models, out, work, atlas))
-        except TaskRefused:
+        except TaskRefused as exc:
             dropped.append(row.meta["meta.id"])
-    rep = run_task(module("report"), work / "report", {"metrics": metrics},
+            assert exc.record is not None, f"{exc.module} exited 2 without a refusal record"
+            records.append(exc.record)
+    failures = []
+    if records:
+        lines = [records[0].read_text().splitlines()[0]]
+        for r in sorted(records):
+            lines += r.read_text().splitlines()[1:]
+        failures = [work / "failures.csv"]
+        failures[0].write_text("\n".join(lines) + "\n")
+    rep = run_task(module("report"), work / "report", {"metrics": metrics, "failures": failures},
                    {"meta.id": "cohort", "metrics_args": " ".join(f"--metrics metrics/{m.name}" for m in metrics)})
     publish(rep["report/cohort_metrics.csv"] + rep["report/summary.csv"] + rep["report/report.html"], out / "report")
     return dropped
 
 
+def staged_name(folder: str, index: int, path: Path) -> str:
+    """workflows/train.nf stagedName: the index-th file of a list staged as 'FOLDER/f?????/*'."""
+    return f"{folder}/f{index:05d}/{path.name}"
+
+
+def training_set(rows: list[Row]) -> tuple[list[Path], str]:
+    """workflows/train.nf trainingSet: every file of the rows and the samplesheet naming them."""
+    files: list[Path] = []
+    lines = ["case_id,t1,t1ce,t2,flair,seg,brainmask,space,label_convention"]
+    for row in sorted(rows, key=lambda r: r.meta["meta.id"]):
+        cells = []
+        for f in [*(row.images[m] for m in MODALITIES), row.seg, row.brainmask]:
+            if f is None:
+                cells.append("")
+                continue
+            files.append(f)
+            cells.append(staged_name("data", len(files), f))
+        lines.append(",".join([row.meta["meta.id"], *cells, "brats", row.meta["meta.label_convention"]]))
+    return files, "\n".join(lines) + "\n"
+
+
 def train(sheet: Path, work: Path, folds: int = 2, seed: int = 0) -> list[Path]:
     """GLIOCASCADE_TRAIN's TRAIN tasks (one per fold, one seed) on the sheet's rows; the model folders."""
-    rows = sheet_rows(sheet)
-    dirs = [r.images["t1ce"].parent for r in rows]  # bratsCaseFolder of each space=brats row
+    files, text = training_set(sheet_rows(sheet))
+    sheet_file = work / "collect" / "train_samplesheet.csv"
+    sheet_file.parent.mkdir(parents=True, exist_ok=True)
+    sheet_file.write_text(text)
     models = []
     for fold in range(folds):
         cid = f"model_fold{fold}_seed{seed}"
-        out = run_task(module("train"), work / f"train_{fold}", {"cases": dirs},
+        out = run_task(module("train"), work / f"train_{fold}", {"files": files, "samplesheet": [sheet_file]},
                        {"meta.id": cid, "meta.fold": str(fold), "meta.folds": str(folds), "meta.seed": str(seed)})
         models.append(out["${task.ext.prefix ?: meta.id}"][0])
     return models
+
+
+def reference_set(rows: list[Row]) -> tuple[list[Path], str]:
+    """workflows/train.nf referenceSet: the rows' references and the CSV naming them as staged."""
+    files: list[Path] = []
+    lines = ["case_id,seg,label_convention"]
+    for row in sorted(rows, key=lambda r: r.meta["meta.id"]):
+        files.append(row.seg)
+        lines.append(",".join([row.meta["meta.id"], staged_name("gt", len(files), row.seg),
+                               row.meta["meta.label_convention"]]))
+    return files, "\n".join(lines) + "\n"

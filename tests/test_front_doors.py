@@ -118,8 +118,8 @@ def test_a_brainmask_file_beside_the_images_counts_only_when_the_sheet_names_it(
     write_labels(case / f"{cid}_brainmask.nii.gz", mask, aff)  # lies there, not named by the sheet
     sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space", [_row(cid, case)])
     run_out = tmp_path / "run"
-    result = cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", run_out, "--tta", "1",
-                 "--device", "cpu")
+    result = cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", run_out, "--tta", "2",
+                 "--device", "cpu")  # the test profile's tta
     assert result.exit_code == 0, result.output
     nf_out = tmp_path / "nf"
     assert nfdoor.segment(sheet, [random_tiny_model], nf_out, tmp_path / "work") == []

@@ -15,6 +15,7 @@ import shutil
 
 import pytest
 
+import nfdoor
 from nfcheck import MODULES, ROOT, run_task, task_env
 
 pytestmark = pytest.mark.slow
@@ -41,6 +42,16 @@ def _split_key() -> str:
     return re.search(r"def ids = split\.(\w+)", text).group(1)
 
 
+def _images(case) -> dict:
+    """PHANTOM_INPUT caseFiles: a phantom folder's four images, as PREDICT takes them."""
+    return {m: case / f"{case.name}_{m}.nii.gz" for m in nfdoor.MODALITIES}
+
+
+def _row(case) -> nfdoor.Row:
+    return nfdoor.Row({"meta.id": case.name, "meta.space": "brats", "meta.label_convention": "2019"},
+                      _images(case), case / f"{case.name}_seg.nii.gz", None)
+
+
 def test_test_profile_chain_runs_module_by_module(tmp_path):
     w = tmp_path
     train_dirs = run_task(_module("phantom"), w / "phantom_train", {},
@@ -50,9 +61,14 @@ def test_test_profile_chain_runs_module_by_module(tmp_path):
     heldout = next(iter(run_task(_module("phantom"), w / "phantom_heldout", {},
                                  {"meta.id": "heldout", "meta.n": "1", "meta.seed": "1000", **SMALL}).values()))[0]
 
+    rows = [_row(d) for d in train_cases]
+    files, text = nfdoor.training_set(rows)
+    sheet = w / "collect" / "train_samplesheet.csv"
+    sheet.parent.mkdir(parents=True)
+    sheet.write_text(text)
     models = []
     for fold in (0, 1):
-        out = run_task(_module("train"), w / f"train_{fold}", {"cases": train_cases},
+        out = run_task(_module("train"), w / f"train_{fold}", {"files": files, "samplesheet": [sheet]},
                        {"meta.id": f"model_fold{fold}_seed0", "meta.fold": str(fold), "meta.folds": "2",
                         "meta.seed": "0"})
         models.append(out["${task.ext.prefix ?: meta.id}"][0])
@@ -69,13 +85,16 @@ def test_test_profile_chain_runs_module_by_module(tmp_path):
     preds = []
     for case in train_cases:
         out = run_task(_module("predict"), w / f"oof_{case.name}",
-                       {"case_dir": case, "models": holders[case.name]},
+                       {**_images(case), "brainmask": [], "models": holders[case.name]},
                        {"meta.id": case.name, "model_args": _models_arg(len(holders[case.name]))},
                        process_name="PREDICT_VALIDATION")
         preds += out["${meta.id}_pred.nii.gz"]
 
+    gts, ref_text = nfdoor.reference_set(rows)
+    references = w / "collect" / "references.csv"
+    references.write_text(ref_text)
     tuned = run_task(_module("tune_threshold"), w / "tune",
-                     {"preds": preds, "gts": [c / f"{c.name}_seg.nii.gz" for c in train_cases], "models": models},
+                     {"preds": preds, "gts": gts, "references": [references], "models": models},
                      {"meta.id": "out_of_fold", "model_args": " ".join(f"--model {m.name}" for m in models)})
     tuned_models = tuned["model_*"]
     assert [m.name for m in tuned_models] == [m.name for m in models]
@@ -84,13 +103,13 @@ def test_test_profile_chain_runs_module_by_module(tmp_path):
         assert "et_threshold" not in json.loads((original / "model.json").read_text()), "inputs were modified"
 
     cid = heldout.name
-    pred = run_task(_module("predict"), w / "predict", {"case_dir": heldout, "models": tuned_models},
+    pred = run_task(_module("predict"), w / "predict", {**_images(heldout), "brainmask": [], "models": tuned_models},
                     {"meta.id": cid, "model_args": _models_arg(len(tuned_models))})["${meta.id}_pred.nii.gz"][0]
     seg = run_task(_module("postprocess"), w / "postprocess", {"pred": pred, "models": tuned_models},
                    {"meta.id": cid, "model_args": _models_arg(len(tuned_models)), "native_arg": ""}
                    )["${task.ext.prefix ?: meta.id}_seg.nii.gz"][0]
     metrics = run_task(_module("evaluate"), w / "evaluate",
-                       {"seg": seg, "gt": heldout / f"{cid}_seg.nii.gz"},
+                       {"seg": seg, "seg_native": [], "gt": heldout / f"{cid}_seg.nii.gz"},
                        {"meta.id": cid, "meta.label_convention": "2019",
                         "gt_arg": f"--gt reference/{cid}_seg.nii.gz"})["${task.ext.prefix ?: meta.id}_metrics.csv"][0]
     report = run_task(_module("report"), w / "report", {"metrics": [metrics]},

@@ -29,6 +29,10 @@ BAD_SHEETS = [
     ("dicom in brats space", "case_id,dicom_dir,space\nc1,study,brats\n", 2, "space"),
     ("unknown column", "case_id,t1,t1ce,t2,flair,age\nc1,a,b,c,d,40\n", 2, None),
     ("no case_id column", "t1,t1ce,t2,flair\na,b,c,d\n", 2, "case_id"),
+    ("brainmask in a native row", "case_id,t1,t1ce,t2,flair,brainmask\nc1,a,b,c,d,m.nii.gz\n", 2, "space"),
+    ("brainmask in an explicit native row", "case_id,t1,t1ce,t2,flair,space,brainmask\nc1,a,b,c,d,native,m.nii.gz\n",
+     2, "space"),
+    ("brainmask not NIfTI", "case_id,t1,t1ce,t2,flair,space,brainmask\nc1,a,b,c,d,brats,m.txt\n", 2, "brainmask"),
 ]
 
 

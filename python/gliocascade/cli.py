@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,33 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 CONVENTION = click.Choice(["2019", "2023"])
 
 
+# A workflow engine that drops a case on exit 2 cannot carry its reason on; with this variable set
+# (the Nextflow pipeline sets it for its tasks) a refusal is written there and the step exits 0.
+REFUSAL_RECORD_ENV = "GLIOCASCADE_REFUSAL_RECORD"
+
+
+def _refuse(message: str, case_id: str | None) -> None:
+    """Report a refused input: one line on stderr, then exit 2 (or 0 after recording it, see above)."""
+    click.echo(f"error: {message}", err=True)
+    record = os.environ.get(REFUSAL_RECORD_ENV)
+    if record:
+        from .refusals import write_refusal
+
+        step = click.get_current_context().info_name
+        write_refusal(Path(record), case_id or "", step, message)
+        sys.exit(0)
+    sys.exit(2)
+
+
 def _call(module: str, function: str, **kwargs: Any) -> None:
     """Import the step's module lazily (keeps --help fast) and run it; map errors to exit codes."""
     try:
         code = getattr(importlib.import_module(f"gliocascade.{module}"), function)(**kwargs)
     except InputError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _refuse(str(exc), kwargs.get("case_id"))
     except OSError as exc:  # e.g. an output path under a file, or a folder where a file must go
         where = exc.filename if exc.filename is not None else "?"
-        click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+        _refuse(f"{where}: {exc.strerror or exc}", kwargs.get("case_id"))
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)
@@ -119,8 +136,13 @@ def train(**kw: Any) -> None:
 
 
 @main.command()
-@click.option("--case", type=ANY_PATH, help="One case folder.")
+@click.option("--case", type=ANY_PATH, help="One case folder (its <id>_brainmask.nii.gz, if any, is the brain).")
 @click.option("--cases", type=ANY_PATH, help="A folder of case folders.")
+@click.option("--t1", type=ANY_PATH, help="T1 image, instead of --case (with --t1ce --t2 --flair --case-id).")
+@click.option("--t1ce", type=ANY_PATH, help="T1Gd image, instead of --case.")
+@click.option("--t2", type=ANY_PATH, help="T2 image, instead of --case.")
+@click.option("--flair", type=ANY_PATH, help="FLAIR image, instead of --case.")
+@click.option("--brainmask", type=ANY_PATH, help="Brain mask for z-scoring (overrides a case folder's own).")
 @click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
 @click.option("--out", required=True, type=ANY_PATH)
 @click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True,
@@ -147,6 +169,7 @@ def model_summary(**kw: Any) -> None:
 @click.option("--et-threshold", type=click.IntRange(0), help="ET volume (voxels) below which ET becomes necrosis.")
 @click.option("--model", "models", multiple=True, type=ANY_PATH, help="Take et_threshold from model.json.")
 @click.option("--native-transforms", type=ANY_PATH, help="transforms/ folder: also write <id>_seg_native.nii.gz.")
+@click.option("--case-id", help="Case id, for messages and refusal records (default: from the file name).")
 @click.option("--label-convention", type=CONVENTION, default="2019", show_default=True)
 def postprocess(**kw: Any) -> None:
     """Relabel small enhancing tumour as necrosis; optionally map labels back to native T1Gd space."""
@@ -155,10 +178,12 @@ def postprocess(**kw: Any) -> None:
 
 @main.command("tune-threshold")
 @click.option("--pred", required=True, type=ANY_PATH, help="Folder of <id>_pred.nii.gz.")
-@click.option("--gt", required=True, type=ANY_PATH, help="Folder of ground truth (<id>_seg or case folders).")
+@click.option("--gt", type=ANY_PATH, help="Folder of ground truth (<id>_seg or case folders), all in --gt-labels.")
+@click.option("--references", type=ANY_PATH,
+              help="Instead of --gt: CSV with case_id, seg and label_convention per case (a samplesheet will do).")
 @click.option("--model", "models", multiple=True, required=True, type=ANY_PATH)
 @click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True)
-@click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True)
+@click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --gt's files.")
 def tune_threshold(**kw: Any) -> None:
     """Pick the ET threshold maximising mean ET Dice on validation cases; write it to model.json."""
     _call("postprocess", "tune_threshold_command", **kw)
@@ -166,6 +191,9 @@ def tune_threshold(**kw: Any) -> None:
 
 @main.command()
 @click.option("--pred", required=True, type=ANY_PATH, help="Predicted label map.")
+@click.option("--pred-native", type=ANY_PATH,
+              help="The same labels on the native T1Gd grid (_seg_native): evaluated instead of --pred when "
+                   "the reference lies on that grid.")
 @click.option("--gt", type=ANY_PATH, help="Reference label map (omit for volumes only).")
 @click.option("--case-id", required=True)
 @click.option("--out", required=True, type=ANY_PATH, help="CSV to write (one row).")
@@ -187,6 +215,8 @@ def evaluate(**kw: Any) -> None:
 @main.command()
 @click.option("--run-dir", type=ANY_PATH, help="Output folder of a run (metrics and overlays).")
 @click.option("--metrics", "metrics_files", multiple=True, type=ANY_PATH, help="Per-case metrics CSV (repeatable).")
+@click.option("--failures", "failures_files", multiple=True, type=ANY_PATH,
+              help="CSV of refused cases (case_id,step,message), listed with their reasons (repeatable).")
 @click.option("--out", required=True, type=ANY_PATH, help="Report folder.")
 def report(**kw: Any) -> None:
     """Cohort CSV, summary statistics and a self-contained HTML report."""

@@ -276,7 +276,7 @@ def discover_cases(root: str | Path) -> list[Case]:
 # --------------------------------------------------------------------------- samplesheets
 
 SAMPLESHEET_IMAGE_COLUMNS = list(MODALITIES)
-SAMPLESHEET_OPTIONAL = ["seg", "space", "label_convention", "dicom_dir"]
+SAMPLESHEET_OPTIONAL = ["seg", "space", "label_convention", "dicom_dir", "brainmask"]
 
 
 class SamplesheetError(InputError):
@@ -285,7 +285,11 @@ class SamplesheetError(InputError):
 
 @dataclass
 class SampleRow:
-    """One validated samplesheet row; ``problems`` lists per-case file problems (missing files)."""
+    """One validated samplesheet row; ``problems`` lists per-case file problems (missing files).
+
+    ``brainmask`` (space=brats rows only) is the row's brain: both doors z-score over it. A
+    ``<id>_brainmask`` file lying beside the images counts only when the sheet names it.
+    """
 
     case_id: str
     images: dict[str, Path]
@@ -294,10 +298,11 @@ class SampleRow:
     space: str
     label_convention: str
     problems: list[str] = field(default_factory=list)
+    brainmask: Path | None = None
 
     def to_case(self) -> Case:
         return Case(self.case_id, dict(self.images), self.seg, self.label_convention, self.space,
-                    {"dicom_dir": self.dicom_dir})
+                    {"dicom_dir": self.dicom_dir, "brainmask": self.brainmask})
 
 
 def _cell(row: pd.Series, col: str) -> str:
@@ -376,6 +381,11 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
             raise SamplesheetError(path, f"{where}, column {absent[0]}: empty (each row needs t1,t1ce,t2,flair or dicom_dir)")
         if dicom and space == "brats":
             raise SamplesheetError(path, f"{where}, column space: a dicom_dir row cannot be in BraTS space")
+        if _cell(row, "brainmask") and space != "brats":
+            raise SamplesheetError(path, f"{where}, column space: a brainmask is for space=brats rows "
+                                         "(preprocess makes the brain mask of a native row)")
+        if _cell(row, "brainmask") and not re.search(r"\.nii(\.gz)?$", _cell(row, "brainmask")):
+            raise SamplesheetError(path, f"{where}, column brainmask: must be a NIfTI file (.nii or .nii.gz)")
 
         def resolve(v: str) -> Path:
             p = Path(v).expanduser()
@@ -392,5 +402,36 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
         seg = resolve(_cell(row, "seg")) if _cell(row, "seg") else None
         if seg is not None and not seg.exists():
             problems.append(f"{seg}: seg file not found")
-        rows.append(SampleRow(cid, images, dicom_path, seg, space, conv, problems))
+        mask = resolve(_cell(row, "brainmask")) if _cell(row, "brainmask") else None
+        if mask is not None and not mask.exists():
+            problems.append(f"{mask}: brainmask file not found")
+        rows.append(SampleRow(cid, images, dicom_path, seg, space, conv, problems, mask))
     return rows
+
+
+def read_references(path: str | Path) -> dict[str, tuple[Path, str]]:
+    """case_id -> (seg, label convention) of a CSV with the samplesheet's columns ``case_id``,
+    ``seg`` and optional ``label_convention`` (a whole samplesheet will do; other columns are ignored).
+
+    tune-threshold reads its references from here, so each reference is read in its own row's
+    convention in both front doors. Relative paths resolve against the CSV's folder.
+    """
+    path = Path(path)
+    df = read_samplesheet_table(path)
+    for col in ("case_id", "seg"):
+        if col not in df.columns:
+            raise SamplesheetError(path, f"missing column '{col}'")
+    out: dict[str, tuple[Path, str]] = {}
+    for i, row in df.iterrows():
+        where = f"row {int(i) + 2}"
+        cid, seg = _cell(row, "case_id"), _cell(row, "seg")
+        conv = _cell(row, "label_convention") or "2019"
+        if not cid or not seg:
+            raise SamplesheetError(path, f"{where}: case_id and seg are needed")
+        if conv not in ("2019", "2023"):
+            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not 2019 or 2023")
+        if cid in out:
+            raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r}")
+        p = Path(seg).expanduser()
+        out[cid] = (p if p.is_absolute() else path.parent / p, conv)
+    return out

@@ -26,7 +26,7 @@ from scipy.ndimage import binary_erosion, generate_binary_structure
 from scipy.spatial import cKDTree
 
 from .errors import InputError
-from .io import atomic_path, check_same_grid, read_labels
+from .io import atomic_path, check_same_grid, load_nifti, read_labels, same_grid
 from .labels import REGIONS, labels_to_regions
 from .provenance import write_provenance
 
@@ -182,13 +182,30 @@ def write_metrics_csv(rows: list[dict], out: Path) -> Path:
     return out
 
 
+def prediction_for_reference(pred: Path, pred_native: Path | None, gt: Path | None) -> Path:
+    """The labels to compare with ``gt``: the native-grid labels when the reference lies on that grid.
+
+    A native row's reference is drawn on the patient's T1Gd grid, a BraTS row's on the BraTS grid;
+    both front doors hand evaluate both label maps and this one rule picks, so a case is judged
+    the same way whichever door ran it. Without a reference the BraTS-space labels give the volumes.
+    """
+    if gt is None or pred_native is None:
+        return Path(pred)
+    ref, native = load_nifti(gt), load_nifti(pred_native)
+    if same_grid(native.affine, native.shape, ref.affine, ref.shape):
+        return Path(pred_native)
+    return Path(pred)
+
+
 def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_labels: str,
-                     gt_labels: str) -> int:
+                     gt_labels: str, pred_native: Path | None = None) -> int:
     """CLI body of `gliocascade evaluate`: one row per case, volumes only without ``--gt``."""
     started = time.time()
-    row = evaluate_case(Path(pred), None if gt is None else Path(gt), case_id, pred_labels, gt_labels)
+    gt = None if gt is None else Path(gt)
+    chosen = prediction_for_reference(Path(pred), None if pred_native is None else Path(pred_native), gt)
+    row = evaluate_case(chosen, gt, case_id, pred_labels, gt_labels)
     write_metrics_csv([row], Path(out))
-    write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": pred, "gt": gt},
+    write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": chosen, "gt": gt},
                      {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels}, started,
                      extra={"output": str(out)})
     log.info("wrote %s", out)

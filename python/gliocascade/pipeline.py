@@ -7,8 +7,6 @@ outputs exist are skipped, so a rerun resumes where the last one stopped (see `s
 """
 from __future__ import annotations
 
-import csv
-import io as _io
 import json
 import logging
 import multiprocessing
@@ -125,15 +123,6 @@ def _log_result(res: CaseResult) -> None:
 
 # --------------------------------------------------------------------------- the report
 
-def _failures_csv(failures: list[CaseResult]) -> str:
-    buf = _io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["case_id", "step", "message"])
-    for f in failures:
-        writer.writerow([f.case_id, f.failed_step, f.message])
-    return buf.getvalue()
-
-
 def _write_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` atomically unless the file already holds exactly it (keeps resumed runs untouched)."""
     if path.is_file() and path.read_text() == text:
@@ -145,12 +134,14 @@ def _write_if_changed(path: Path, text: str) -> bool:
 
 def write_report(out: Path, results: list[CaseResult]) -> Path:
     """OUT/report/: failures.csv and the cohort report; rebuilt only when its inputs changed."""
+    from .refusals import failures_text
     from .report import build_report
 
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     failures = [r for r in results if not r.ok]
-    _write_if_changed(report_dir / "failures.csv", _failures_csv(failures))
+    _write_if_changed(report_dir / "failures.csv",
+                      failures_text([(f.case_id, f.failed_step or "", f.message or "") for f in failures]))
     metrics = [case_paths(out, r.case_id).metrics for r in results if r.ok]
     inputs = {"metrics": {str(m): os.stat(m).st_mtime_ns for m in metrics},
               "failures": [[f.case_id, f.failed_step, f.message] for f in failures]}

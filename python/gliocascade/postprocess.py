@@ -99,7 +99,7 @@ def postprocess_labels(pred: Path, out: Path, et_threshold: int, native_transfor
 
 
 def postprocess_command(pred: Path, out: Path, et_threshold: int | None, models: tuple[Path, ...],
-                        native_transforms: Path | None, label_convention: str) -> int:
+                        native_transforms: Path | None, label_convention: str, case_id: str | None = None) -> int:
     """CLI body of ``gliocascade postprocess``: threshold from the option, else from model.json."""
     threshold = et_threshold
     if models:
@@ -191,24 +191,48 @@ def _pred_cases(pred_dir: Path) -> dict[str, Path]:
     return found
 
 
-def tune_threshold_command(pred: Path, gt: Path, models: tuple[Path, ...], pred_labels: str = "2019",
-                           gt_labels: str = "2019") -> int:
-    """CLI body of ``gliocascade tune-threshold``: pick N on validation cases, write it to each model.json."""
-    pred, gt = Path(pred), Path(gt)
-    for folder in models:  # check the model folders before the (slow) reading of cases
-        _read_model_json(Path(folder))
+def _references(gt: Path | None, references: Path | None, case_ids: list[str],
+                gt_labels: str) -> dict[str, tuple[Path, str]]:
+    """Each predicted case's reference and its convention: from ``--references CSV`` (per row) or
+    ``--gt DIR`` (``<id>_seg`` files, all in ``gt_labels``)."""
+    from .io import read_references
+
+    if (gt is None) == (references is None):
+        raise InputError(None, "give exactly one of --gt DIR or --references CSV")
+    if references is not None:
+        table = read_references(references)
+        missing = [c for c in case_ids if c not in table]
+        if missing:
+            raise InputError(references, f"no reference for case {missing[0]}")
+        return {c: table[c] for c in case_ids}
+    gt = Path(gt)
     if not gt.is_dir():
         raise InputError(gt, "ground-truth folder not found")
-    summaries = []
-    for cid, ppath in _pred_cases(pred).items():
+    out = {}
+    for cid in case_ids:
         gpath = _find_gt(gt, cid)
         if gpath is None:
             raise InputError(gt / f"{cid}_seg.nii.gz", f"no ground truth for case {cid}")
+        out[cid] = (gpath, gt_labels)
+    return out
+
+
+def tune_threshold_command(pred: Path, gt: Path | None, models: tuple[Path, ...], pred_labels: str = "2019",
+                           gt_labels: str = "2019", references: Path | None = None) -> int:
+    """CLI body of ``gliocascade tune-threshold``: pick N on validation cases, write it to each model.json."""
+    pred = Path(pred)
+    for folder in models:  # check the model folders before the (slow) reading of cases
+        _read_model_json(Path(folder))
+    preds = _pred_cases(pred)
+    refs = _references(gt, references, list(preds), gt_labels)
+    summaries = []
+    for cid, ppath in preds.items():
+        gpath, gconv = refs[cid]
         plab, paff = read_labels(ppath, pred_labels)
-        glab, gaff = read_labels(gpath, gt_labels)
+        glab, gaff = read_labels(gpath, gconv)
         if plab.shape != glab.shape or not np.allclose(paff, gaff, atol=1e-3):
             raise InputError(gpath, f"grid differs from the prediction {ppath.name}")
-        summaries.append(et_summary(plab, glab, pred_labels, gt_labels))
+        summaries.append(et_summary(plab, glab, pred_labels, gconv))
     best, mean, means = best_threshold(summaries)
     log.info("ET threshold %d voxels: mean ET Dice %.4f over %d cases (%.4f without relabelling)",
              best, mean, len(summaries), means[0])

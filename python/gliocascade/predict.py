@@ -168,23 +168,44 @@ def load_models(folders: Sequence[Path], device: str = "auto") -> list:
     return [load_model(Path(f), dev) for f in folders]
 
 
+def _explicit_case(files: dict[str, Path | None], case_id: str | None) -> tuple[dict[str, Path], str]:
+    """The four images named one by one (``--t1 ... --flair``), as the Nextflow module passes them."""
+    missing = [m for m in MODALITIES if files.get(m) is None]
+    if missing:
+        raise InputError(None, f"--{missing[0]} is needed when the images are named one by one (give all of "
+                               "--t1 --t1ce --t2 --flair, or --case DIR)")
+    if not case_id:
+        raise InputError(None, "--case-id is needed when the images are named one by one")
+    return {m: Path(files[m]) for m in MODALITIES}, case_id
+
+
 def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, ...], out: Path, tta: str | int,
-                    case_id: str | None, device: str, save_probabilities: bool, label_convention: str) -> int:
+                    case_id: str | None, device: str, save_probabilities: bool, label_convention: str,
+                    t1: Path | None = None, t1ce: Path | None = None, t2: Path | None = None,
+                    flair: Path | None = None, brainmask: Path | None = None) -> int:
     """CLI body of ``gliocascade predict``.
 
-    ``--case DIR`` writes ``OUT/<id>_pred.nii.gz``; ``--cases DIR`` writes ``OUT/<id>/<id>_pred.nii.gz``
-    for every case folder (the run's output tree), loading the models once; a case that fails is
-    reported and the others go on (exit 1).
+    ``--case DIR`` (or the four images ``--t1 ... --flair`` with ``--case-id``) writes
+    ``OUT/<id>_pred.nii.gz``; ``--cases DIR`` writes ``OUT/<id>/<id>_pred.nii.gz`` for every case
+    folder (the run's output tree), loading the models once; a case that fails is reported and the
+    others go on (exit 1). The brain mask is ``--brainmask`` when given; in a case folder,
+    ``<id>_brainmask.nii.gz`` counts; four images named one by one have none unless it is given.
     """
-    if (case is None) == (cases is None):
-        raise InputError(None, "give exactly one of --case DIR or --cases DIR")
-    if cases is not None and case_id:
-        raise InputError(None, "--case-id applies to --case only")
-    if case is not None:
-        found = discover_case(case, case_id)
+    files = {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}
+    named = any(v is not None for v in files.values())
+    if sum([case is not None, cases is not None, named]) != 1:
+        raise InputError(None, "give exactly one of --case DIR, --cases DIR or the four images --t1 --t1ce --t2 --flair")
+    if cases is not None and (case_id or brainmask):
+        raise InputError(None, "--case-id and --brainmask apply to one case (--case or the four images), not --cases")
+    if case is not None or named:
+        if named:
+            images, cid, found_mask = *_explicit_case(files, case_id), None
+        else:
+            found = discover_case(case, case_id)
+            images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
         loaded = load_models(models, device)
-        predict_case(found.images, found.case_id, loaded, Path(out), int(tta), device,
-                     found.extra.get("brainmask"), save_probabilities, label_convention)
+        predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
+                     save_probabilities, label_convention)
         return 0
     folders = case_folders(cases)
     loaded = load_models(models, device)

@@ -323,7 +323,7 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     skipped, listed on the page, logged as warnings (unless ``quiet``) and returned in ``bad_files``.
     """
     out = Path(out)
-    failures = list(failures or [])
+    failures = sorted(failures or [])  # by case id: the same table whichever door collected them
     cohort, bad = collect_metrics([Path(f) for f in metrics_files])
     summary = summarise(cohort)
     plots = {r: p for r in REGIONS if (p := box_plot(cohort, r)) is not None}
@@ -354,19 +354,27 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     return paths
 
 
-def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: Path) -> int:
-    """CLI body of `gliocascade report`: exit 0 when at least one metrics file was usable."""
+def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: Path,
+                   failures_files: tuple[Path, ...] = ()) -> int:
+    """CLI body of `gliocascade report`: exit 0 when there is something to report.
+
+    ``failures_files`` (case_id, step, message CSVs: a run's failures.csv, or the records of
+    refused Nextflow tasks) list the cases that never reached a metrics file.
+    """
+    from .refusals import read_failures
+
+    failures = [(cid, f"{step}: {message}") for f in failures_files for cid, step, message in read_failures(f)]
     files = [Path(f) for f in metrics_files]
     if run_dir is not None:
         given = {f.resolve() for f in files}
         files += [f for f in run_dir_metrics(Path(run_dir)) if f.resolve() not in given]
-    if not files:
+    if not files and not failures:
         raise InputError(run_dir, "no metrics files (give --metrics F or a --run-dir holding <id>/<id>_metrics.csv)")
     cohort, bad = collect_metrics(files)
-    if cohort.empty:
+    if cohort.empty and not failures:
         path, problem = bad[0]
         raise InputError(path, f"{problem} (and {len(bad) - 1} more unusable)" if len(bad) > 1 else problem)
-    result = build_report(files, Path(out), run_dir, quiet=True)
+    result = build_report(files, Path(out), run_dir, failures=failures, quiet=True)
     for path, problem in result.bad_files:
         click.echo(f"warning: {path}: {problem} (left out of the report)", err=True)
     return 0

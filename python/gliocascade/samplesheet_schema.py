@@ -68,7 +68,7 @@ def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "oneOf":
         return "give either all four of t1,t1ce,t2,flair or dicom_dir (not both, not a subset)"
     if error.validator == "required":
-        return f"missing value ({error.message})"
+        return custom or f"missing value ({error.message})"
     if error.validator == "additionalProperties":
         return f"unknown column ({error.message})"
     if error.validator == "minItems":

@@ -209,10 +209,10 @@ def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
     from .metrics import evaluate_command
 
     stage = _fresh_staging(paths, "evaluate")
-    # A native row's ground truth lies on its native T1Gd grid: compare the labels mapped back there.
-    on_native = row.space == "native" and row.seg is not None and paths.seg_native.exists()
-    code = evaluate_command(pred=paths.seg_native if on_native else paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
-                            pred_labels=opts.label_convention, gt_labels=row.label_convention)
+    # evaluate picks the labels on the reference's grid (native or BraTS), as in the Nextflow door
+    code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
+                            pred_labels=opts.label_convention, gt_labels=row.label_convention,
+                            pred_native=paths.seg_native if paths.seg_native.exists() else None)
     if code:
         raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
     _publish_files(stage, paths.root, paths.metrics.name)
@@ -281,7 +281,7 @@ def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
             images = converted or {**_modality_files(paths.converted, row.case_id),
                                    **{m: p for m, p in row.images.items() if not _is_series_folder(p)}}
         native = row.space == "native"
-        brainmask = None
+        brainmask = row.brainmask  # space=brats rows: the sheet's column, nothing else
         if native:
             step = "preprocess"
             pre = _modality_files(paths.preprocessed, row.case_id)

@@ -8,8 +8,10 @@ process CONVERT {
     tuple val(meta), path(dicom_dir, stageAs: 'study/*'), path(t1, stageAs: 'series/t1/*'), path(t1ce, stageAs: 'series/t1ce/*'), path(t2, stageAs: 'series/t2/*'), path(flair, stageAs: 'series/flair/*')
 
     output:
-    tuple val(meta), path("${task.ext.prefix ?: meta.id}/${meta.id}_t1.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_t1ce.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_t2.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_flair.nii.gz"), emit: images
-    tuple val(meta), path("${task.ext.prefix ?: meta.id}/series.csv"), emit: series
+    // a refused case (bad input) writes refusal.csv instead of its outputs (GLIOCASCADE_REFUSAL_RECORD)
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}/${meta.id}_t1.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_t1ce.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_t2.nii.gz"), path("${task.ext.prefix ?: meta.id}/${meta.id}_flair.nii.gz"), emit: images, optional: true
+    tuple val(meta), path("${task.ext.prefix ?: meta.id}/series.csv"), emit: series, optional: true
+    tuple val(meta), path("refusal.csv"), emit: refusal, optional: true
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
 
     script:

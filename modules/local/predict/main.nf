@@ -4,19 +4,23 @@ process PREDICT {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(case_dir, stageAs: 'case'), path(models, stageAs: 'model_?')
+    // the four images named one by one, and the brain mask of the row ([] when it has none)
+    tuple val(meta), path(t1, stageAs: 'input/t1/*'), path(t1ce, stageAs: 'input/t1ce/*'), path(t2, stageAs: 'input/t2/*'), path(flair, stageAs: 'input/flair/*'), path(brainmask, stageAs: 'input/brainmask/*'), path(models, stageAs: 'model_?')
 
     output:
-    tuple val(meta), path("${meta.id}_pred.nii.gz"), emit: pred
+    // a refused case (bad input) writes refusal.csv instead of its outputs (GLIOCASCADE_REFUSAL_RECORD)
+    tuple val(meta), path("${meta.id}_pred.nii.gz"), emit: pred, optional: true
     tuple val(meta), path("${meta.id}_prob.nii.gz"), emit: prob, optional: true
-    tuple val(meta), path("provenance_predict.json"), emit: provenance
+    tuple val(meta), path("provenance_predict.json"), emit: provenance, optional: true
+    tuple val(meta), path("refusal.csv"), emit: refusal, optional: true
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
 
     script:
     def args = task.ext.args ?: ''
     def model_args = (models instanceof List ? models : [models]).collect { m -> "--model ${m}" }.join(' ')
+    def mask_arg = brainmask ? "--brainmask ${brainmask}" : ''
     """
-    gliocascade predict --case ${case_dir} ${model_args} --out . --case-id ${meta.id} ${args}
+    gliocascade predict --t1 ${t1} --t1ce ${t1ce} --t2 ${t2} --flair ${flair} ${mask_arg} ${model_args} --out . --case-id ${meta.id} ${args}
     """
 
     stub:

@@ -8,10 +8,13 @@ process PREPROCESS {
     path atlas
 
     output:
-    tuple val(meta), path("preprocessed", type: 'dir'), emit: case_dir
-    tuple val(meta), path("preprocessed/${meta.id}_brainmask.nii.gz"), emit: brainmask
-    tuple val(meta), path("preprocessed/transforms", type: 'dir'), emit: transforms
-    tuple val(meta), path("preprocessed/provenance_preprocess.json"), emit: provenance
+    // a refused case (bad input) writes refusal.csv instead of its outputs (GLIOCASCADE_REFUSAL_RECORD)
+    tuple val(meta), path("preprocessed", type: 'dir'), emit: case_dir, optional: true
+    tuple val(meta), path("preprocessed/${meta.id}_t1.nii.gz"), path("preprocessed/${meta.id}_t1ce.nii.gz"), path("preprocessed/${meta.id}_t2.nii.gz"), path("preprocessed/${meta.id}_flair.nii.gz"), emit: images, optional: true
+    tuple val(meta), path("preprocessed/${meta.id}_brainmask.nii.gz"), emit: brainmask, optional: true
+    tuple val(meta), path("preprocessed/transforms", type: 'dir'), emit: transforms, optional: true
+    tuple val(meta), path("preprocessed/provenance_preprocess.json"), emit: provenance, optional: true
+    tuple val(meta), path("refusal.csv"), emit: refusal, optional: true
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
 
     script:

@@ -5,6 +5,8 @@ process REPORT {
 
     input:
     path metrics, stageAs: 'metrics/*'
+    // the refused cases (case_id,step,message), one file collected from every task's refusal.csv ([] if none)
+    path failures, stageAs: 'failures/*'
 
     output:
     path "report/cohort_metrics.csv", emit: cohort_metrics
@@ -15,8 +17,9 @@ process REPORT {
     script:
     def args = task.ext.args ?: ''
     def metrics_args = (metrics instanceof List ? metrics : [metrics]).collect { f -> "--metrics ${f}" }.join(' ')
+    def failures_arg = failures ? "--failures ${failures}" : ''
     """
-    gliocascade report ${metrics_args} --out report ${args}
+    gliocascade report ${metrics_args} ${failures_arg} --out report ${args}
     """
 
     stub:

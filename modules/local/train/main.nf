@@ -4,7 +4,9 @@ process TRAIN {
     container "${params.container}"
 
     input:
-    tuple val(meta), path(cases, stageAs: 'data/*')
+    // every file of the training rows, each in its own numbered folder, and the samplesheet naming them
+    // there (label convention and brain mask per row: train reads them as `train --samplesheet` does)
+    tuple val(meta), path(files, stageAs: 'data/f?????/*'), path(samplesheet)
 
     output:
     tuple val(meta), path("${task.ext.prefix ?: meta.id}", type: 'dir'), emit: model
@@ -16,7 +18,7 @@ process TRAIN {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    gliocascade train --data data --out ${prefix} --fold ${meta.fold} --folds ${meta.folds} --seed ${meta.seed} ${args}
+    gliocascade train --samplesheet ${samplesheet} --out ${prefix} --fold ${meta.fold} --folds ${meta.folds} --seed ${meta.seed} ${args}
     """
 
     stub:

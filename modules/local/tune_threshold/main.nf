@@ -6,7 +6,9 @@ process TUNE_THRESHOLD {
     stageInMode 'copy'
 
     input:
-    tuple val(meta), path(preds, stageAs: 'pred/*'), path(gts, stageAs: 'gt/*')
+    // the out-of-fold predictions, the references (each in its own numbered folder) and the CSV
+    // naming each case's reference and its label convention
+    tuple val(meta), path(preds, stageAs: 'pred/*'), path(gts, stageAs: 'gt/f?????/*'), path(references)
     path models
 
     output:
@@ -17,7 +19,7 @@ process TUNE_THRESHOLD {
     def args = task.ext.args ?: ''
     def model_args = (models instanceof List ? models : [models]).collect { m -> "--model ${m}" }.join(' ')
     """
-    gliocascade tune-threshold --pred pred --gt gt ${model_args} ${args}
+    gliocascade tune-threshold --pred pred --references ${references} ${model_args} ${args}
     """
 
     stub:

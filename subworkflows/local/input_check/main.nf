@@ -1,8 +1,9 @@
 /*
- * Samplesheet -> one case folder per row in BraTS space.
+ * Samplesheet -> the four BraTS-space images of each row, its brain mask and its reference.
  * dicom_dir rows and rows naming DICOM series folders are converted, native rows are preprocessed
- * (with transforms back to native space), brats rows are used as they are (their files must lie
- * in one BraTS-layout folder).
+ * (with transforms back to native space and the brain mask preprocess makes), brats rows are used
+ * as they are, with the brain mask their `brainmask` column names (none otherwise): the sheet is the
+ * whole truth about a row, as in `gliocascade run`.
  */
 include { samplesheetToList } from 'plugin/nf-schema'
 include { CONVERT           } from '../../../modules/local/convert'
@@ -15,9 +16,9 @@ workflow INPUT_CHECK {
     main:
     rows = channel
         .fromList(samplesheetToList(samplesheet, "${projectDir}/assets/schema_input.json"))
-        .map { meta, t1, t1ce, t2, flair, dicom_dir, seg ->
+        .map { meta, t1, t1ce, t2, flair, dicom_dir, seg, brainmask ->
             def m = meta + [space: meta.space ?: 'native', label_convention: meta.label_convention ?: '2019']
-            [m, t1, t1ce, t2, flair, dicom_dir, seg]
+            [m, t1, t1ce, t2, flair, dicom_dir, seg, brainmask]
         }
         .branch { row ->
             dicom: row[5] || row[1..4].any { f -> f && f.isDirectory() }
@@ -32,23 +33,14 @@ workflow INPUT_CHECK {
         atlas
     )
 
-    brats_cases = rows.brats.map { row -> [row[0], bratsCaseFolder(row[0].id, [row[1], row[2], row[3], row[4]])] }
+    preprocessed = PREPROCESS.out.images
+        .join(PREPROCESS.out.brainmask)
+        .map { meta, t1, t1ce, t2, flair, mask -> [meta, t1, t1ce, t2, flair, mask] }
+    brats_cases = rows.brats.map { row -> [row[0], row[1], row[2], row[3], row[4], row[7] ?: []] }
 
     emit:
-    cases      = PREPROCESS.out.case_dir.mix(brats_cases)
+    cases      = preprocessed.mix(brats_cases)   // [meta, t1, t1ce, t2, flair, brain mask or []]
     transforms = PREPROCESS.out.transforms.mix(rows.brats.map { row -> [row[0], []] })
     references = rows.dicom.mix(rows.native, rows.brats).map { row -> [row[0], row[6] ?: []] }
-}
-
-// A BraTS-space row is used as a case folder: all four images in one folder, named <case_id>_<modality>.
-def bratsCaseFolder(case_id, images) {
-    def folder = images[0].parent
-    def modalities = ['t1', 't1ce', 't2', 'flair']
-    images.eachWithIndex { img, i ->
-        def ok = img.parent == folder && (img.name.startsWith("${case_id}_${modalities[i]}.nii") || img.name.startsWith("${case_id}-"))
-        if (!ok) {
-            error("samplesheet row ${case_id}: space=brats images must lie in one folder named ${case_id}_${modalities[i]}.nii.gz (found ${img})")
-        }
-    }
-    return folder
+    failures   = CONVERT.out.refusal.mix(PREPROCESS.out.refusal)
 }

@@ -18,13 +18,19 @@ workflow PHANTOM_INPUT {
     heldout = PHANTOM_HELDOUT.out.cases.flatMap { _meta, dirs -> toCases(dirs) }
 
     emit:
-    train              = train.map { meta, dir -> [meta, dir] }
+    train              = train.map { meta, dir -> caseFiles(meta, dir) }
     train_references   = train.map { meta, dir -> [meta, dir.resolve("${meta.id}_seg.nii.gz")] }
-    heldout            = heldout.map { meta, dir -> [meta, dir] }
+    heldout            = heldout.map { meta, dir -> caseFiles(meta, dir) }
     heldout_transforms = heldout.map { meta, _dir -> [meta, []] }
     heldout_references = heldout.map { meta, dir -> [meta, dir.resolve("${meta.id}_seg.nii.gz")] }
 }
 
 def toCases(dirs) {
     return (dirs instanceof List ? dirs : [dirs]).collect { dir -> [[id: dir.name, space: 'brats', label_convention: '2019'], dir] }
+}
+
+// [meta, t1, t1ce, t2, flair, brain mask ([]: phantoms have none)] of a phantom case folder.
+def caseFiles(meta, dir) {
+    def images = ['t1', 't1ce', 't2', 'flair'].collect { m -> dir.resolve("${meta.id}_${m}.nii.gz") }
+    return [meta] + images + [[]]
 }
