@@ -80,8 +80,15 @@ def cases_from_samplesheet(path: str | Path, label_convention: str | None = None
     return cases
 
 
-def load_volume(case: Case) -> Volume:
-    """Read, check (same grid, labels of the convention) and normalise one case."""
+def load_volume(case: Case, orientation: str = "LPS") -> Volume:
+    """Read, check (same grid, labels of the convention), reorient and normalise one case.
+
+    Images, mask and labels are brought to ``orientation`` (default LPS, the BraTS storage order
+    and ``orientation.BRATS_ORIENTATION``) before z-scoring, so a case gives the same training
+    arrays whatever order its axes are stored in; the model card records the orientation.
+    """
+    from .orientation import to_orientation
+
     mask_path = case.extra.get("brainmask") if case.extra else None
     stacked, mask, ref = read_modalities(case.images, case.case_id, mask_path or None)
     labels = None
@@ -89,6 +96,11 @@ def load_volume(case: Case) -> Volume:
         lab = read_labels(case.seg, case.label_convention)
         check_same_grid(case.images["t1ce"], ref, case.seg, (lab[0], lab[1]))
         labels = lab[0]
+    try:
+        stacked, mask, labels = (None if a is None else to_orientation(a, ref[1], orientation)
+                                 for a in (stacked, mask, labels))
+    except ValueError as exc:
+        raise InputError(case.images["t1ce"], str(exc)) from None
     images = zscore(stacked, mask)
     regions = (labels_to_regions(labels, case.label_convention).astype(np.uint8) if labels is not None
                else np.zeros((3, *images.shape[1:]), dtype=np.uint8))

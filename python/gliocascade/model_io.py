@@ -11,7 +11,7 @@ import json
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from . import __version__
 from .configs import finish_config, network_keys
 from .errors import InputError
 from .io import atomic_path, read_json_object
+from .orientation import BRATS_ORIENTATION, codes_text
 from .provenance import sha256_file
 
 MODEL_JSON = "model.json"
@@ -37,6 +38,37 @@ class LoadedModel:
     config: dict[str, Any]
     networks: list[nn.Module]
     folder: Path
+
+    @property
+    def orientation(self) -> str:
+        """Axis codes of the arrays the networks were trained on (cases are brought to them first)."""
+        return card_orientation(self.card, Path(self.folder) / MODEL_JSON)
+
+
+def card_orientation(doc: dict[str, Any], path: str | Path | None = None) -> str:
+    """The checked ``orientation`` of a model.json document; absent means BraTS-stored arrays (LPS),
+    which is what every model written before the field existed was trained on."""
+    value = doc.get("orientation")
+    if value is None:
+        return BRATS_ORIENTATION
+    if not isinstance(value, str):
+        raise InputError(path, f"model.json: orientation must be a string of three axis codes, not {value!r}")
+    try:
+        return codes_text(value)
+    except ValueError as exc:
+        raise InputError(path, f"model.json: {exc}") from None
+
+
+def ensemble_orientation(models: Sequence[LoadedModel]) -> str:
+    """The one orientation of an ensemble. Models trained in different orientations are refused
+    (each would need its own reoriented input); the error names both model folders."""
+    first = models[0]
+    for other in models[1:]:
+        if other.orientation != first.orientation:
+            raise InputError(Path(other.folder) / MODEL_JSON,
+                             f"orientation {other.orientation} differs from {first.orientation} of "
+                             f"{Path(first.folder) / MODEL_JSON}; an ensemble needs one orientation")
+    return first.orientation
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -94,11 +126,17 @@ def load_weights(path: str | Path, config: dict[str, Any] | None = None,
 
 def write_model_json(folder: str | Path, config: dict[str, Any], card: dict[str, Any],
                      checkpoint: str | None, snapshots: list[str]) -> Path:
-    """(Re)write model.json atomically with the sha256 of every weight file named."""
+    """(Re)write model.json atomically with the sha256 of every weight file named.
+
+    The card's ``orientation`` (the axis codes of the training arrays; default LPS, the BraTS
+    storage order) goes to the top level, beside the label convention.
+    """
     folder = Path(folder)
     card = dict(card)
+    orientation = card.pop("orientation", None)
     doc: dict[str, Any] = {"format": FORMAT, "format_version": 1, "gliocascade_version": __version__,
                            "config": config, "label_convention": str(card.pop("label_convention", "2019")),
+                           "orientation": codes_text(BRATS_ORIENTATION if orientation is None else orientation),
                            "split": card.pop("split", None)}
     if card.get("et_threshold") is not None:
         doc["et_threshold"] = int(card.pop("et_threshold"))
@@ -141,6 +179,7 @@ def read_model_json(folder: str | Path) -> dict[str, Any]:
         raise InputError(path, "not a gliocascade model.json (format, config or sha256 missing)")
     if not isinstance(doc["config"], dict) or not isinstance(doc["sha256"], dict):
         raise InputError(path, "model.json: config and sha256 must be objects")
+    card_orientation(doc, path)  # refuse a malformed orientation before any weights are read
     names = doc.get("snapshots") or []
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise InputError(path, "model.json: snapshots must be a list of file names")

@@ -38,9 +38,16 @@ class CaseInput:
 
 
 def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = None) -> CaseInput:
-    """Read the four modalities (and brain mask), refusing missing files, NaNs and differing grids."""
+    """Read the four modalities (and brain mask) in their stored order, refusing missing files, NaNs,
+    differing grids and grids without an orientation (they cannot be brought to the model's)."""
+    from .orientation import axis_codes
+
     stacked, mask, _ = read_modalities(images, case_id, brainmask)
     ref_img = nib.load(str(images["t1ce"]))  # the header as stored: outputs copy it field for field
+    try:
+        axis_codes(ref_img.affine)
+    except ValueError as exc:
+        raise InputError(images["t1ce"], str(exc)) from None
     paths = {m: Path(images[m]) for m in MODALITIES}
     if brainmask is not None:
         paths["brainmask"] = Path(brainmask)
@@ -77,24 +84,36 @@ def _divisor(models: Sequence) -> int:
 
 def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, device: torch.device,
                        progress=None) -> tuple[np.ndarray, dict]:
-    """(3, X, Y, Z) mean region probabilities on the input grid, and the crop window used.
+    """(3, X, Y, Z) mean region probabilities on the input grid (stored order), and the crop window used.
 
+    The images and mask are first brought to the models' orientation, so the networks see the
+    arrays they were trained on, byte for byte, whatever order the case is stored in; the
+    probabilities go back to the stored order. The window (box, padded shape) is reported in the
+    stored voxel indices and axis order.
     Outside the brain (the brain mask, else the voxels where any modality is non-zero) the
     probabilities are 0: tumour labels exist only inside the brain, as in the BraTS data.
     """
     from .data import zscore
+    from .model_io import ensemble_orientation
+    from .orientation import box_from_orientation, from_orientation, sizes_from_orientation, to_orientation
 
-    norm = zscore(case.images, case.mask)
-    brain = case.mask if case.mask is not None else np.all(case.images != 0, axis=0)
+    orientation = ensemble_orientation(models)
+    affine = case.reference.affine
+    images = to_orientation(case.images, affine, orientation)
+    mask = None if case.mask is None else to_orientation(case.mask, affine, orientation)
+    norm = zscore(images, mask)
+    brain = mask if mask is not None else np.all(images != 0, axis=0)
     window = make_window(brain, _divisor(models))
     if window is None:
         raise InputError(case.paths["t1ce"], "no brain voxels (all modalities zero, or empty brain mask)")
     x = torch.from_numpy(np.ascontiguousarray(crop_pad(norm, window)))[None].to(device)
     probs = ensemble_probabilities([m.networks for m in models], x, tta, runner, progress)
     full = uncrop(probs[0].cpu().numpy(), window)
-    full *= (case.mask if case.mask is not None else np.any(case.images != 0, axis=0))[None]
-    info = {"box": [[s.start, s.stop] for s in window.box], "padded_shape": list(window.padded_shape)}
-    return full, info
+    full *= (mask if mask is not None else np.any(images != 0, axis=0))[None]
+    box = [[s.start, s.stop] for s in window.box]
+    info = {"box": box_from_orientation(box, brain.shape, affine, orientation),
+            "padded_shape": sizes_from_orientation(window.padded_shape, affine, orientation)}
+    return from_orientation(full, affine, orientation), info
 
 
 def _model_record(m) -> dict:
@@ -110,7 +129,8 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
                  label_convention: str = "2019", cpu_mode: str = "channels_last") -> Path:
     """Predict one case; write ``<id>_pred.nii.gz`` (and ``<id>_prob.nii.gz``) and provenance. Returns the label path."""
     from .cpu_speed import prepare
-    from .model_io import resolve_device
+    from .model_io import ensemble_orientation, resolve_device
+    from .orientation import axis_codes, codes_text
     from .provenance import write_provenance
 
     started = time.time()
@@ -120,6 +140,8 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     t0 = time.time()
     case = read_case(images, case_id, brainmask)
     t_read = time.time() - t0
+    orientation = {"stored_orientation": codes_text(axis_codes(case.reference.affine)),
+                   "model_orientation": ensemble_orientation(models)}
     runner = prepare([n for m in models for n in m.networks], dev, cpu_mode)
     n_passes = sum(len(tta_passes(len(m.networks), tta)) for m in models)
     t0 = time.time()
@@ -148,7 +170,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
         out_dir / "provenance_predict.json", "predict", dict(case.paths),
         {"case_id": case_id, "tta": tta, "device": str(dev), "cpu_mode": cpu_mode if dev.type == "cpu" else None,
          "amp": "bf16" if dev.type == "cuda" else None, "threads": torch.get_num_threads(),
-         "label_convention": label_convention, "save_probabilities": save_probabilities},
+         "label_convention": label_convention, "save_probabilities": save_probabilities, **orientation},
         started,
         extra={"models": [_model_record(m) for m in models], "passes": n_passes, "window": window_info,
                "outputs": {"labels": label_path, "probabilities": prob_path}},

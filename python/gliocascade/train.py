@@ -28,6 +28,7 @@ from .metrics import dice
 from .model_io import (CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights,
                        write_model_json)
 from .networks import build_cascade
+from .orientation import BRATS_ORIENTATION
 
 log = logging.getLogger(__name__)
 LOG_COLUMNS = ["epoch", "lr", "loss", "loss_stage1", "loss_stage2", "loss_stage2_aux",
@@ -187,6 +188,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
     bs = int(cfg["batch_size"])
     keep = int(cfg["snapshots"])
     card = {"label_convention": sorted({by_id[c].label_convention for c in split["train"]})[0],
+            "orientation": BRATS_ORIENTATION,  # load_volume's default: the arrays trained on
             "split": split,
             "source": source, "n_train": len(train_vols), "n_val": len(val_vols),
             "label_conventions": {c: by_id[c].label_convention for c in split["train"] + split["val"]},
