@@ -13,9 +13,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from nfcheck import MODULES, TaskRefused, run_task
+from nfcheck import MODULES, TaskRefused
+from nfcheck import run_task as _run_task
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
+
+
+PARAMS: dict[str, str] = {}  # params overridden for the tasks of one emulated run (see segment/train)
+
+
+def run_task(module_path: Path, workdir: Path, inputs: dict, values: dict[str, str], **kw):
+    """nfcheck.run_task with this run's params overrides (as `--tta 1` on the nextflow command line)."""
+    return _run_task(module_path, workdir, inputs, {**PARAMS, **values}, **kw)
 
 
 def module(name: str) -> Path:
@@ -61,25 +70,27 @@ def publish(files: list[Path], dest: Path) -> None:
 
 
 def postprocess_and_evaluate(row: Row, pred: Path, transforms: list[Path], models: list[Path], work: Path,
-                             case_out: Path) -> Path:
+                             case_out: Path, env: dict[str, str] | None = None) -> Path:
     """POSTPROCESS -> EVALUATE of one case as GLIOCASCADE_SEGMENT wires them; returns the metrics CSV.
 
     EVALUATE gets the BraTS-space and the native labels (POSTPROCESS.out.seg joined with seg_native).
     """
     post = run_task(module("postprocess"), work / "postprocess",
                     {"pred": [pred], "transforms": transforms, "models": models},
-                    {**row.meta, "model_args": models_arg(models)})
+                    {**row.meta, "model_args": models_arg(models)}, env=env)
     seg = post["${task.ext.prefix ?: meta.id}_seg.nii.gz"]
     seg_native = post["${task.ext.prefix ?: meta.id}_seg_native.nii.gz"]
     publish(seg + seg_native + post["provenance_postprocess.json"], case_out)
     ev = run_task(module("evaluate"), work / "evaluate",
-                  {"seg": seg, "seg_native": seg_native, "gt": [row.seg] if row.seg else []}, dict(row.meta))
+                  {"seg": seg, "seg_native": seg_native, "gt": [row.seg] if row.seg else []}, dict(row.meta),
+                  env=env)
     csv = ev["${task.ext.prefix ?: meta.id}_metrics.csv"]
     publish(csv + ev["provenance_evaluate.json"], case_out)
     return csv[0]
 
 
-def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Path | None = None) -> Path:
+def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Path | None = None,
+                 env: dict[str, str] | None = None) -> Path:
     """One row through INPUT_CHECK (PREPROCESS for native rows) -> PREDICT -> POSTPROCESS -> EVALUATE."""
     cid = row.meta["meta.id"]
     w = work / cid
@@ -88,28 +99,31 @@ def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Pat
     images, mask = dict(row.images), [row.brainmask] if row.brainmask else []
     if row.meta["meta.space"] == "native":
         pre = run_task(module("preprocess"), w / "preprocess", {**row.images, "atlas": [atlas] if atlas else []},
-                       dict(row.meta))
+                       dict(row.meta), env=env)
         publish(pre["preprocessed"], case_out)
         transforms = pre["preprocessed/transforms"]
         images = {m: pre[f"preprocessed/${{meta.id}}_{m}.nii.gz"][0] for m in MODALITIES}
         mask = pre["preprocessed/${meta.id}_brainmask.nii.gz"]
     pred = run_task(module("predict"), w / "predict", {**images, "brainmask": mask, "models": models},
-                    {**row.meta, "model_args": models_arg(models)})
+                    {**row.meta, "model_args": models_arg(models)}, env=env)
     publish(pred["${meta.id}_pred.nii.gz"] + pred["${meta.id}_prob.nii.gz"] + pred["provenance_predict.json"],
             case_out)
-    return postprocess_and_evaluate(row, pred["${meta.id}_pred.nii.gz"][0], transforms, models, w, case_out)
+    return postprocess_and_evaluate(row, pred["${meta.id}_pred.nii.gz"][0], transforms, models, w, case_out, env)
 
 
-def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path | None = None) -> list[str]:
+def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path | None = None,
+            env: dict[str, str] | None = None, params: dict[str, str] | None = None) -> list[str]:
     """INPUT_CHECK -> GLIOCASCADE_SEGMENT for every row, outputs published under ``out``.
 
     A task that refuses its case drops it; its refusal record goes to REPORT (collectFile of every
     refusal.csv, header kept once). The ids of the dropped cases are returned.
     """
+    PARAMS.clear()
+    PARAMS.update(params or {})
     metrics, dropped, records = [], [], []
     for row in sheet_rows(sheet):
         try:
-            metrics.append(segment_case(row, models, out, work, atlas))
+            metrics.append(segment_case(row, models, out, work, atlas, env))
         except TaskRefused as exc:
             dropped.append(row.meta["meta.id"])
             assert exc.record is not None, f"{exc.module} exited 2 without a refusal record"
@@ -123,7 +137,8 @@ def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path 
         failures[0].write_text("\n".join(lines) + "\n")
     rep = run_task(module("report"), work / "report", {"metrics": metrics, "failures": failures},
                    {"meta.id": "cohort", "metrics_args": " ".join(f"--metrics metrics/{m.name}" for m in metrics)})
-    publish(rep["report/cohort_metrics.csv"] + rep["report/summary.csv"] + rep["report/report.html"], out / "report")
+    publish(rep["report/cohort_metrics.csv"] + rep["report/summary.csv"] + rep["report/report.html"]
+            + rep["report/failures.csv"], out / "report")
     return dropped
 
 
@@ -148,8 +163,10 @@ def training_set(rows: list[Row]) -> tuple[list[Path], str]:
     return files, "\n".join(lines) + "\n"
 
 
-def train(sheet: Path, work: Path, folds: int = 2, seed: int = 0) -> list[Path]:
+def train(sheet: Path, work: Path, folds: int = 2, seed: int = 0, params: dict[str, str] | None = None) -> list[Path]:
     """GLIOCASCADE_TRAIN's TRAIN tasks (one per fold, one seed) on the sheet's rows; the model folders."""
+    PARAMS.clear()
+    PARAMS.update(params or {})
     files, text = training_set(sheet_rows(sheet))
     sheet_file = work / "collect" / "train_samplesheet.csv"
     sheet_file.parent.mkdir(parents=True, exist_ok=True)

@@ -108,26 +108,6 @@ def test_brainmask_column_defines_the_brain_for_a_brats_row_in_run(tmp_path, ran
     assert prob[mask == 0].max() == 0.0 and prob[mask > 0].max() > 0.0
 
 
-def test_a_brainmask_file_beside_the_images_counts_only_when_the_sheet_names_it(tmp_path, random_tiny_model, cli):
-    """One rule in both doors: the sheet is the whole truth about a row's brain mask."""
-    from gliocascade.io import write_labels
-
-    case = _phantom(tmp_path / "cases", 6)
-    cid = case.name
-    mask, aff = _ball_mask(case / f"{cid}_t1ce.nii.gz", 10)
-    write_labels(case / f"{cid}_brainmask.nii.gz", mask, aff)  # lies there, not named by the sheet
-    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space", [_row(cid, case)])
-    run_out = tmp_path / "run"
-    result = cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", run_out, "--tta", "2",
-                 "--device", "cpu")  # the test profile's tta
-    assert result.exit_code == 0, result.output
-    nf_out = tmp_path / "nf"
-    assert nfdoor.segment(sheet, [random_tiny_model], nf_out, tmp_path / "work") == []
-    run_pred = (run_out / cid / f"{cid}_pred.nii.gz").read_bytes()
-    nf_pred = (nf_out / cid / f"{cid}_pred.nii.gz").read_bytes()
-    assert run_pred == nf_pred
-
-
 def test_train_samplesheet_uses_the_brainmask_column(tmp_path):
     from gliocascade.data import cases_from_samplesheet, load_volume
     from gliocascade.io import write_labels
@@ -158,8 +138,95 @@ def test_nextflow_train_mode_reads_each_rows_label_convention(tmp_path):
     write_labels(seg_b, lab, img.affine)  # BraTS 2023 values under BraTS 2019 file names
     sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space,seg,label_convention",
                    [_row(a.name, a, f",{a / (a.name + '_seg.nii.gz')},2019"), _row(b.name, b, f",{seg_b},2023")])
-    models = nfdoor.train(sheet, tmp_path / "work", folds=2, seed=0)
+    models = nfdoor.train(sheet, tmp_path / "work", folds=2, seed=0,
+                          params={"params.train_args": "--epochs 1 --steps-per-epoch 1"})
     assert len(models) == 2
     for m in models:
         card = json.loads((m / "model.json").read_text())
         assert card["data_card"]["label_conventions"] == {a.name: "2019", b.name: "2023"}
+
+
+# --------------------------------------------------------------------------- 5. refusals
+
+def test_a_refusing_step_records_its_reason_when_a_workflow_engine_asks(tmp_path, cli, monkeypatch):
+    """Exit 2 without the variable; with it, the one-line reason in the record and exit 0."""
+    bad = tmp_path / "bad_pred.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    args = ("evaluate", "--pred", bad, "--case-id", "C7", "--out", tmp_path / "m.csv")
+    monkeypatch.delenv("GLIOCASCADE_REFUSAL_RECORD", raising=False)
+    assert cli(*args).exit_code == 2
+    record = tmp_path / "refusal.csv"
+    assert not record.exists()
+    monkeypatch.setenv("GLIOCASCADE_REFUSAL_RECORD", str(record))
+    assert cli(*args).exit_code == 0
+    rows = list(csv.DictReader(record.open()))
+    assert [(r["case_id"], r["step"]) for r in rows] == [("C7", "evaluate")]
+    assert str(bad) in rows[0]["message"] and "NIfTI" in rows[0]["message"]
+    assert not (tmp_path / "m.csv").exists()
+
+
+# --------------------------------------------------------------------------- acceptance: one sheet, two doors
+
+def _nifti_files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.nii.gz"))
+
+
+def _table(path):
+    with open(path, newline="") as fh:
+        return sorted(tuple(sorted(r.items())) for r in csv.DictReader(fh))
+
+
+@pytest.mark.realdata
+def test_one_samplesheet_gives_the_same_files_through_both_doors(tmp_path, data_dir, random_tiny_model):
+    """Phantom brats rows (one with a brainmask column, one with an unnamed <id>_brainmask beside its
+    images, one refused), the raw TCGA-FG-6692 exam as a native row with its HD-BET native T1Gd mask
+    as seg: every NIfTI byte-identical, the CSVs equal as tables, the refusal in both reports."""
+    import subprocess
+
+    from gliocascade.io import write_labels
+
+    cases = tmp_path / "cases"
+    a, b, c = _phantom(cases, 11), _phantom(cases, 12), _phantom(cases, 13)
+    mask, aff = _ball_mask(a / f"{a.name}_t1ce.nii.gz", 14)
+    write_labels(tmp_path / "mask_a.nii.gz", mask, aff)
+    # lies beside PB's images but the sheet does not name it: neither door may use it
+    write_labels(b / f"{b.name}_brainmask.nii.gz", _ball_mask(b / f"{b.name}_t1ce.nii.gz", 8)[0], aff)
+    (c / f"{c.name}_t2.nii.gz").write_bytes(b"\x1f\x8b broken")  # refused by predict in both doors
+    native = data_dir / "native" / "TCGA-FG-6692"
+    raw = ",".join(str(native / f"TCGA-FG-6692_{m}.nii.gz") for m in ("t1", "t1c", "t2", "flair"))
+    gt = native / "reference" / "hdbet_native_masks" / "OtherEXampleFromTCIA_hdbet_mask_native_t1c.nii.gz"
+    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space,seg,brainmask", [
+        _row("PA", a, f",{a / (a.name + '_seg.nii.gz')},{tmp_path / 'mask_a.nii.gz'}"),
+        _row("PB", b, f",{b / (b.name + '_seg.nii.gz')},"),
+        _row("PC", c, ",,"),
+        f"RAW,{raw},native,{gt},",
+    ])
+    atlas = data_dir / "atlas"
+    env = {**task_env(), "OMP_NUM_THREADS": "1"}
+    run_out = tmp_path / "run"
+    proc = subprocess.run(["gliocascade", "run", "--samplesheet", str(sheet), "--model", str(random_tiny_model),
+                           "--out", str(run_out), "--tta", "1", "--device", "cpu", "--atlas", str(atlas)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-3000:]  # PC fails, the others finish
+    nf_out = tmp_path / "nf"
+    dropped = nfdoor.segment(sheet, [random_tiny_model], nf_out, tmp_path / "work", atlas=atlas,
+                             env={"OMP_NUM_THREADS": "1"}, params={"params.tta": "1"})
+    assert dropped == ["PC"]
+
+    files = _nifti_files(run_out)
+    assert files == _nifti_files(nf_out)
+    assert "RAW/RAW_seg_native.nii.gz" in files and "PA/PA_seg.nii.gz" in files
+    for rel in files:
+        assert (run_out / rel).read_bytes() == (nf_out / rel).read_bytes(), rel
+    for cid in ("PA", "PB", "RAW"):
+        assert _table(run_out / cid / f"{cid}_metrics.csv") == _table(nf_out / cid / f"{cid}_metrics.csv")
+    assert "dice_WT" in next(csv.DictReader((nf_out / "RAW" / "RAW_metrics.csv").open()))
+    for name in ("cohort_metrics.csv", "summary.csv"):
+        assert _table(run_out / "report" / name) == _table(nf_out / "report" / name), name
+    for out in (run_out, nf_out):  # the messages name the file where each door holds it (staged or not)
+        failures = list(csv.DictReader((out / "report" / "failures.csv").open()))
+        assert [(f["case_id"], f["step"]) for f in failures] == [("PC", "predict")]
+        assert f"{c.name}_t2.nii.gz" in failures[0]["message"]
+    for out in (run_out, nf_out):  # the refused case is on the page with its reason
+        page = (out / "report" / "report.html").read_text()
+        assert "Failed cases" in page and "PC" in page and f"{c.name}_t2.nii.gz" in page

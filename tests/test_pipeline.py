@@ -32,7 +32,12 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.parametrize("cores,workers,expected", [(2, 1, 2), (2, 2, 1), (2, 4, 1), (16, 3, 5)])
 def test_worker_threads_share_the_cores(cores, workers, expected):
-    assert worker_threads(workers, cores) == expected
+    assert worker_threads(workers, cores, env={}) == expected
+
+
+@pytest.mark.parametrize("omp,expected", [("1", 1), ("3", 3), ("64", 8), ("", 8), ("x", 8), ("0", 8)])
+def test_worker_threads_never_exceed_omp_num_threads(omp, expected):
+    assert worker_threads(2, 16, env={"OMP_NUM_THREADS": omp}) == expected
 
 
 @pytest.fixture

@@ -54,14 +54,17 @@ def check_atlas(rows: list[SampleRow], atlas: Path | None) -> None:
         locate_atlas(atlas)
 
 
-def worker_threads(workers: int, cores: int | None = None) -> int:
-    """Torch threads per worker: the machine's cores shared out, at least one each."""
+def worker_threads(workers: int, cores: int | None = None, env: dict[str, str] | None = None) -> int:
+    """Torch threads per worker: the machine's cores shared out, at least one each, and never more
+    than ``OMP_NUM_THREADS`` when it is set (as a cluster job script or a Nextflow task sets it)."""
     if cores is None:
         try:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
             cores = os.cpu_count() or 1
-    return max(1, int(cores) // max(1, int(workers)))
+    threads = max(1, int(cores) // max(1, int(workers)))
+    limit = (os.environ if env is None else env).get("OMP_NUM_THREADS", "")
+    return max(1, min(threads, int(limit))) if limit.strip().isdigit() and int(limit) > 0 else threads
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -139,7 +142,7 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
 
     report_dir = out / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    failures = [r for r in results if not r.ok]
+    failures = sorted((r for r in results if not r.ok), key=lambda r: r.case_id)
     _write_if_changed(report_dir / "failures.csv",
                       failures_text([(f.case_id, f.failed_step or "", f.message or "") for f in failures]))
     metrics = [case_paths(out, r.case_id).metrics for r in results if r.ok]

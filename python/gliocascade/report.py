@@ -361,9 +361,10 @@ def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: P
     ``failures_files`` (case_id, step, message CSVs: a run's failures.csv, or the records of
     refused Nextflow tasks) list the cases that never reached a metrics file.
     """
-    from .refusals import read_failures
+    from .refusals import failures_text, read_failures
 
-    failures = [(cid, f"{step}: {message}") for f in failures_files for cid, step, message in read_failures(f)]
+    records = sorted(r for f in failures_files for r in read_failures(f))
+    failures = [(cid, f"{step}: {message}") for cid, step, message in records]
     files = [Path(f) for f in metrics_files]
     if run_dir is not None:
         given = {f.resolve() for f in files}
@@ -375,6 +376,8 @@ def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: P
         path, problem = bad[0]
         raise InputError(path, f"{problem} (and {len(bad) - 1} more unusable)" if len(bad) > 1 else problem)
     result = build_report(files, Path(out), run_dir, failures=failures, quiet=True)
+    with atomic_path(Path(out) / "failures.csv") as tmp:  # as `run` writes report/failures.csv
+        tmp.write_text(failures_text(records))
     for path, problem in result.bad_files:
         click.echo(f"warning: {path}: {problem} (left out of the report)", err=True)
     return 0

@@ -12,6 +12,7 @@ process REPORT {
     path "report/cohort_metrics.csv", emit: cohort_metrics
     path "report/summary.csv", emit: summary
     path "report/report.html", emit: html
+    path "report/failures.csv", emit: failures
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
 
     script:
@@ -25,6 +26,6 @@ process REPORT {
     stub:
     """
     mkdir -p report
-    touch report/cohort_metrics.csv report/summary.csv report/report.html
+    touch report/cohort_metrics.csv report/summary.csv report/report.html report/failures.csv
     """
 }
