@@ -146,24 +146,53 @@ def read_json_object(path: str | Path, what: str) -> dict:
 
 # --------------------------------------------------------------------------- writing
 
+def error_naming(exc: OSError, path: str | Path) -> OSError:
+    """The same error, naming ``path`` when it names no file (gzip and zlib write errors do not)."""
+    if exc.filename is not None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or str(exc), str(path))
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: list[str | Path]) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each of ``paths``; rename them all into place, in order, only
+    if the block succeeds (so a step's outputs appear together or not at all: the last one named
+    is the step's completion marker). An I/O error names the output it was writing.
+    """
+    finals = [Path(p) for p in paths]
+    temps: list[Path] = []
+    try:
+        for path in finals:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            suffix = "".join(path.suffixes) or ".tmp"
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".part{suffix}",
+                                       dir=path.parent)
+            os.close(fd)
+            temps.append(Path(tmp))
+        try:
+            yield list(temps)
+        except OSError as exc:
+            index = next((i for i, t in enumerate(temps) if exc.filename in (str(t), t)), None)
+            if index is not None:  # name the output, not its temporary file
+                raise type(exc)(exc.errno, exc.strerror or str(exc), str(finals[index])) from None
+            raise error_naming(exc, finals[-1]) from None
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp, path in zip(temps, finals):
+            os.chmod(tmp, 0o666 & ~umask)
+        for tmp, path in zip(temps, finals):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=f".part{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
 
 
 def write_image(path: str | Path, array: np.ndarray, affine: np.ndarray,

@@ -20,7 +20,7 @@ import torch
 
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
-from .io import MODALITIES, atomic_path, case_folders, discover_case, read_modalities
+from .io import MODALITIES, atomic_paths, case_folders, error_naming, discover_case, read_modalities
 from .labels import regions_to_labels
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,8 @@ def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = No
     return CaseInput(case_id, stacked, mask, ref_img, paths)
 
 
-def _write_like(path: Path, array: np.ndarray, reference: nib.Nifti1Image, dtype: type) -> Path:
-    """Write ``array`` with the reference image's header (qform, sform, codes, units), atomically.
+def _save_like(path: Path, array: np.ndarray, reference: nib.Nifti1Image, dtype: type) -> Path:
+    """Save ``array`` at ``path`` with the reference image's header (qform, sform, codes, units).
 
     The header is copied, not recomputed from the affine, so every geometry field is identical;
     only a reference without any geometry code gets qform and sform set (code 1).
@@ -69,8 +69,10 @@ def _write_like(path: Path, array: np.ndarray, reference: nib.Nifti1Image, dtype
         img.set_sform(reference.affine, code=1)
     img.header["scl_slope"], img.header["scl_inter"] = np.nan, np.nan
     img.header["cal_min"], img.header["cal_max"] = 0, 0
-    with atomic_path(path) as tmp:
-        nib.save(img, str(tmp))
+    try:
+        nib.save(img, str(path))
+    except OSError as exc:
+        raise error_naming(exc, path) from None
     return path
 
 
@@ -131,7 +133,6 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     from .cpu_speed import prepare
     from .model_io import ensemble_orientation, resolve_device
     from .orientation import axis_codes, codes_text
-    from .provenance import write_provenance
 
     started = time.time()
     tta = int(tta)
@@ -160,24 +161,42 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     labels = regions_to_labels(probs > 0.5, label_convention)
     out_dir = Path(out_dir)
     t0 = time.time()
-    label_path = _write_like(out_dir / f"{case_id}_pred.nii.gz", labels, case.reference, np.uint8)
-    prob_path = None
-    if save_probabilities:
-        prob_path = _write_like(out_dir / f"{case_id}_prob.nii.gz", np.moveaxis(probs, 0, -1),
-                                case.reference, np.float32)
-    t_write = time.time() - t0
+    label_path = out_dir / f"{case_id}_pred.nii.gz"
+    prob_path = out_dir / f"{case_id}_prob.nii.gz" if save_probabilities else None
+    # every output is written before any is published, the labels (the completion marker) last
+    finals = [p for p in (prob_path, out_dir / "provenance_predict.json", label_path) if p is not None]
+    with atomic_paths(finals) as temps:
+        staged = dict(zip(finals, temps))
+        if prob_path is not None:
+            _save_like(staged[prob_path], np.moveaxis(probs, 0, -1), case.reference, np.float32)
+        _save_like(staged[label_path], labels, case.reference, np.uint8)
+        t_write = time.time() - t0
+        _write_predict_provenance(staged[out_dir / "provenance_predict.json"], case, models, dev, tta, cpu_mode,
+                                  label_convention, save_probabilities, orientation, started, n_passes,
+                                  window_info, label_path, prob_path,
+                                  {"read_s": round(t_read, 3), "inference_s": round(t_infer, 3),
+                                   "write_s": round(t_write, 3)})
+    log.info("%s: wrote %s (%d passes, %.1f s inference)", case_id, label_path, n_passes, t_infer)
+    return label_path
+
+
+def _write_predict_provenance(path: Path, case: CaseInput, models: list, dev: torch.device, tta: int,
+                              cpu_mode: str, label_convention: str, save_probabilities: bool, orientation: dict,
+                              started: float, n_passes: int, window_info: dict, label_path: Path,
+                              prob_path: Path | None, timings: dict) -> None:
+    """provenance_predict.json: inputs' hashes, parameters, models, and the outputs' final paths."""
+    from .provenance import write_provenance
+
     write_provenance(
-        out_dir / "provenance_predict.json", "predict", dict(case.paths),
-        {"case_id": case_id, "tta": tta, "device": str(dev), "cpu_mode": cpu_mode if dev.type == "cpu" else None,
+        path, "predict", dict(case.paths),
+        {"case_id": case.case_id, "tta": tta, "device": str(dev), "cpu_mode": cpu_mode if dev.type == "cpu" else None,
          "amp": "bf16" if dev.type == "cuda" else None, "threads": torch.get_num_threads(),
          "label_convention": label_convention, "save_probabilities": save_probabilities, **orientation},
         started,
         extra={"models": [_model_record(m) for m in models], "passes": n_passes, "window": window_info,
                "outputs": {"labels": label_path, "probabilities": prob_path}},
-        timings={"read_s": round(t_read, 3), "inference_s": round(t_infer, 3), "write_s": round(t_write, 3)},
+        timings=timings,
     )
-    log.info("%s: wrote %s (%d passes, %.1f s inference)", case_id, label_path, n_passes, t_infer)
-    return label_path
 
 
 def load_models(folders: Sequence[Path], device: str = "auto") -> list:
