@@ -67,7 +67,9 @@ def test_run_dir_report_is_self_contained_with_plots_and_overlays(cli, run_dir, 
         assert f"id='{case}'" in page
     assert all(b.startswith(b"\x89PNG") for b in _images(page))
     assert len(pd.read_csv(out / "cohort_metrics.csv")) == 4
-    assert sorted(p.name for p in out.iterdir()) == ["cohort_metrics.csv", "report.html", "summary.csv"]
+    # failures.csv always: header only here, as `run` writes it (the Nextflow REPORT declares it)
+    assert sorted(p.name for p in out.iterdir()) == ["cohort_metrics.csv", "failures.csv", "report.html", "summary.csv"]
+    assert (out / "failures.csv").read_text() == "case_id,step,message\n"
 
 
 def test_overlays_only_for_the_cases_asked_for(run_dir, tmp_path):
