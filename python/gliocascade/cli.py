@@ -183,6 +183,13 @@ def predict(**kw: Any) -> None:
     _call("predict", "predict_command", **kw)
 
 
+@main.command("model-card", epilog=_example("gliocascade model-card models/fold0"))
+@click.argument("model", type=ANY_PATH)
+def model_card(**kw: Any) -> None:
+    """Print a model folder's card: training data, synthetic or real, validation Dice, ET threshold."""
+    _call("model_card", "model_card_command", **kw)
+
+
 @main.command("model-summary", epilog=_example("gliocascade model-summary --config paper"))
 @click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
 def model_summary(**kw: Any) -> None:

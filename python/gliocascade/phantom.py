@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import BRATS_SHAPE, MODALITIES, brats_affine, write_image, write_labels
+from .io import BRATS_SHAPE, MODALITIES, brats_affine, write_image
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +144,16 @@ def make_phantom(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE, with_skul
 
 def write_phantom(ph: Phantom, out: Path) -> Path:
     """Write a phantom in BraTS layout: ``out/<id>/<id>_{t1,t1ce,t2,flair,seg}.nii.gz``."""
+    import nibabel as nib
+
+    from .model_card import PHANTOM_MARKER
+
     folder = Path(out) / ph.case_id
+    header = nib.Nifti1Header()
+    header["descrip"] = PHANTOM_MARKER.encode()  # so a model card can tell synthetic training data apart
     for mod, img in ph.images.items():
-        write_image(folder / f"{ph.case_id}_{mod}.nii.gz", img.astype(np.int16), ph.affine)
-    write_labels(folder / f"{ph.case_id}_seg.nii.gz", ph.labels, ph.affine)
+        write_image(folder / f"{ph.case_id}_{mod}.nii.gz", img.astype(np.int16), ph.affine, header=header)
+    write_image(folder / f"{ph.case_id}_seg.nii.gz", ph.labels, ph.affine, header=header, dtype=np.uint8)
     return folder
 
 

@@ -33,8 +33,8 @@ def load_samplesheet(path: Path) -> list[SampleRow]:
     return read_samplesheet(path)
 
 
-def check_models(models: list[Path]) -> int:
-    """Load every model folder once (hash checks) and return the agreed ET threshold (0 if none)."""
+def check_models(models: list[Path]) -> int | None:
+    """Load every model folder once (hash checks) and return the agreed ET threshold (None: never tuned)."""
     from .model_io import load_model
     from .postprocess import threshold_from_models
 
@@ -43,7 +43,7 @@ def check_models(models: list[Path]) -> int:
     for folder in models:
         load_model(folder, device="cpu")
     threshold = threshold_from_models(models)
-    return int(threshold or 0)
+    return None if threshold is None else int(threshold)
 
 
 def check_atlas(rows: list[SampleRow], atlas: Path | None) -> None:
@@ -183,10 +183,11 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,
-                      atlas=atlas, label_convention=str(label_convention), et_threshold=threshold,
+                      atlas=atlas, label_convention=str(label_convention), et_threshold=threshold or 0,
                       threads=worker_threads(workers), **step_options)
-    log.info("run: %d case(s), %d worker(s) x %d thread(s), ET threshold %d voxels", len(rows), workers,
-             opts.threads, threshold)
+    log.info("run: %d case(s), %d worker(s) x %d thread(s), %s", len(rows), workers, opts.threads,
+             "ET threshold: not tuned (no et_threshold in model.json): ET is kept as predicted"
+             if threshold is None else f"ET threshold {threshold} voxels")
     results = run_cases(rows, opts, workers)
     try:
         write_report(out, results)

@@ -132,6 +132,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     """Predict one case; write ``<id>_pred.nii.gz`` (and ``<id>_prob.nii.gz``) and provenance. Returns the label path."""
     from .cpu_speed import prepare
     from .model_io import ensemble_orientation, resolve_device
+    from .model_card import case_warnings, read_card
     from .orientation import axis_codes, codes_text
 
     started = time.time()
@@ -143,6 +144,9 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     t_read = time.time() - t0
     orientation = {"stored_orientation": codes_text(axis_codes(case.reference.affine)),
                    "model_orientation": ensemble_orientation(models)}
+    warnings = case_warnings([read_card(m.folder) for m in models], [case.paths[m] for m in MODALITIES])
+    for warning in warnings:
+        log.warning("%s: %s", case_id, warning)
     runner = prepare([n for m in models for n in m.networks], dev, cpu_mode)
     n_passes = sum(len(tta_passes(len(m.networks), tta)) for m in models)
     t0 = time.time()
@@ -173,7 +177,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
         t_write = time.time() - t0
         _write_predict_provenance(staged[out_dir / "provenance_predict.json"], case, models, dev, tta, cpu_mode,
                                   label_convention, save_probabilities, orientation, started, n_passes,
-                                  window_info, label_path, prob_path,
+                                  window_info, label_path, prob_path, warnings,
                                   {"read_s": round(t_read, 3), "inference_s": round(t_infer, 3),
                                    "write_s": round(t_write, 3)})
     log.info("%s: wrote %s (%d passes, %.1f s inference)", case_id, label_path, n_passes, t_infer)
@@ -183,7 +187,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
 def _write_predict_provenance(path: Path, case: CaseInput, models: list, dev: torch.device, tta: int,
                               cpu_mode: str, label_convention: str, save_probabilities: bool, orientation: dict,
                               started: float, n_passes: int, window_info: dict, label_path: Path,
-                              prob_path: Path | None, timings: dict) -> None:
+                              prob_path: Path | None, warnings: list[str], timings: dict) -> None:
     """provenance_predict.json: inputs' hashes, parameters, models, and the outputs' final paths."""
     from .provenance import write_provenance
 
@@ -194,7 +198,7 @@ def _write_predict_provenance(path: Path, case: CaseInput, models: list, dev: to
          "label_convention": label_convention, "save_probabilities": save_probabilities, **orientation},
         started,
         extra={"models": [_model_record(m) for m in models], "passes": n_passes, "window": window_info,
-               "outputs": {"labels": label_path, "probabilities": prob_path}},
+               "outputs": {"labels": label_path, "probabilities": prob_path}, "warnings": warnings},
         timings=timings,
     )
 

@@ -25,6 +25,7 @@ from .errors import InputError
 from .io import Case, atomic_path
 from .losses import cascade_loss
 from .metrics import dice
+from .model_card import is_phantom
 from .model_io import (CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights,
                        write_model_json)
 from .networks import build_cascade
@@ -191,6 +192,9 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
             "orientation": BRATS_ORIENTATION,  # load_volume's default: the arrays trained on
             "split": split,
             "source": source, "n_train": len(train_vols), "n_val": len(val_vols),
+            "n_cases": len(train_vols) + len(val_vols),
+            # true only when every case carries the phantom marker: the model has never seen a real brain
+            "synthetic": all(is_phantom(by_id[c].images["t1ce"]) for c in split["train"] + split["val"]),
             "label_conventions": {c: by_id[c].label_convention for c in split["train"] + split["val"]},
             "epochs": epochs, "seed": seed, "steps_per_epoch": steps, "device": str(dev),
             "amp": use_amp, "torch": torch.__version__}
