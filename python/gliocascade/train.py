@@ -106,6 +106,13 @@ def validation_dice(model: torch.nn.Module, volumes: list[Volume], divisor: int,
     return [float(x) for x in np.mean(scores, axis=0)]
 
 
+def _validation_text(val: list[float]) -> str:
+    """The validation part of an epoch line: Dice per region, or why there is none (never 'nan')."""
+    if all(np.isnan(v) for v in val):
+        return "(no validation cases)"
+    return "val Dice " + " ".join(f"{r} {v:.3f}" for r, v in zip(("WT", "TC", "ET"), val))
+
+
 # --------------------------------------------------------------------------- training
 
 def _cases(data: Path | None, samplesheet: Path | None, label_convention: str | None) -> list[Case]:
@@ -229,7 +236,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
                "val_dice_WT": val[0], "val_dice_TC": val[1], "val_dice_ET": val[2],
                "seconds": round(time.time() - t0, 3)}
         log_rows.append(row)
-        log.info("epoch %d/%d loss %.4f val Dice WT %.3f TC %.3f ET %.3f", epoch + 1, epochs, row["loss"], *val)
+        log.info("epoch %d/%d loss %.4f %s", epoch + 1, epochs, row["loss"], _validation_text(val))
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         if epoch + 1 > epochs - keep:
             save_weights(out / SNAPSHOT_DIR / f"{epoch + 1:03d}.pt", {"model": weights, "epoch": epoch + 1}, cfg)
