@@ -20,3 +20,25 @@ def test_train_epoch_lines_without_validation_say_so_and_print_no_nan(tmp_path, 
     assert len(lines) == 2, lines
     assert "nan" not in lines[0].lower() and "no validation cases" in lines[0]
     assert "val Dice WT" in lines[1] and "nan" not in lines[1].lower()
+
+
+def test_provenance_of_a_run_names_the_final_outputs_not_the_staging_folders(tmp_path, random_tiny_model, cli):
+    import json
+
+    from gliocascade.phantom import write_phantoms
+
+    case = write_phantoms(tmp_path / "ph", n=1, seed=41, shape=(64, 64, 48))[0]
+    files = ",".join(str(case / f"{case.name}_{m}.nii.gz") for m in ("t1", "t1ce", "t2", "flair"))
+    sheet = tmp_path / "s.csv"
+    sheet.write_text(f"case_id,t1,t1ce,t2,flair,space,seg\nP,{files},brats,{case / (case.name + '_seg.nii.gz')}\n")
+    out = tmp_path / "out"
+    assert cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
+               "--device", "cpu").exit_code == 0
+    records = sorted((out / "P").glob("provenance_*.json"))
+    assert [p.name for p in records] == ["provenance_evaluate.json", "provenance_postprocess.json",
+                                         "provenance_predict.json"]
+    for p in records:
+        text = p.read_text()
+        assert ".partial-" not in text, p.name
+    pred = json.loads((out / "P" / "provenance_predict.json").read_text())
+    assert pred["outputs"]["labels"] == str(out.resolve() / "P" / "P_pred.nii.gz")
