@@ -7,6 +7,7 @@ nothing of itself behind. Steps call the other modules' functions, never re-impl
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -125,6 +126,9 @@ def _publish_files(stage: Path, dest: Path, last: str) -> list[Path]:
     order = [n for n in names if n != last] + ([last] if last in names else [])
     if last not in names:
         raise StepFailed("publish", f"{stage / last}: expected output was not written")
+    for name in names:
+        if name.startswith("provenance_") and name.endswith(".json"):
+            _point_provenance_at(stage / name, stage, dest)
     moved = []
     for name in order:
         os.replace(stage / name, dest / name)
@@ -133,8 +137,22 @@ def _publish_files(stage: Path, dest: Path, last: str) -> list[Path]:
     return moved
 
 
+def _point_provenance_at(record: Path, stage: Path, dest: Path) -> None:
+    """Rewrite a provenance file's paths from the staging folder to where the outputs are published,
+    so that provenance names the files a person finds, not a folder that no longer exists."""
+    from .io import atomic_path
+
+    text = record.read_text()
+    staged = json.dumps(str(stage))[1:-1]  # as the path appears inside JSON strings
+    if staged in text:
+        with atomic_path(record) as tmp:
+            tmp.write_text(text.replace(staged, json.dumps(str(dest))[1:-1]))
+
+
 def _publish_folder(stage: Path, dest: Path) -> None:
     """Rename the finished staging folder to its final name (one atomic rename)."""
+    for record in stage.glob("provenance_*.json"):
+        _point_provenance_at(record, stage, dest)
     if dest.exists():
         shutil.rmtree(dest)
     os.replace(stage, dest)
