@@ -33,6 +33,9 @@ BAD_SHEETS = [
     ("brainmask in an explicit native row", "case_id,t1,t1ce,t2,flair,space,brainmask\nc1,a,b,c,d,native,m.nii.gz\n",
      2, "space"),
     ("brainmask not NIfTI", "case_id,t1,t1ce,t2,flair,space,brainmask\nc1,a,b,c,d,brats,m.txt\n", 2, "brainmask"),
+    # C1 and c1 would share one output folder on a case-insensitive file system (macOS, Windows)
+    ("ids differing only in case", f"{HEADER}\n{GOOD_ROW.replace('c1,', 'C1,', 1)}\n{GOOD_ROW}\n", 3, "case_id"),
+    ("id starting with a dot", f"{HEADER}\n.hidden,a,b,c,d,,,\n", 2, "case_id"),
 ]
 
 
