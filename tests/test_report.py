@@ -12,7 +12,7 @@ import pytest
 
 from gliocascade.io import read_labels, write_labels
 from gliocascade.metrics import evaluate_case, metric_columns, write_metrics_csv
-from gliocascade.report import build_report, collect_metrics, overlay_figure, summarise
+from gliocascade.report import build_report, collect_metrics, summarise
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +36,19 @@ def _images(page: str) -> list[bytes]:
     return [base64.b64decode(b) for b in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)]
 
 
+def _ortho_axial(page: str, what: str = "T1Gd") -> bytes:
+    """The axial image of a case page's orthogonal slices (through the largest component's centre)."""
+    ortho = page.split(f"Orthogonal slices on {what}", 1)[1]
+    m = re.search(r"data-view='axial'[^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", ortho)
+    assert m, f"no orthogonal axial slice on {what}"
+    return base64.b64decode(m.group(1))
+
+
 def test_cohort_and_summary_hold_the_cases_numbers(run_dir, tmp_path):
     files = sorted(run_dir.glob("*/*_metrics.csv"))
     res = build_report(files, tmp_path / "rep")
     cohort = pd.read_csv(res.cohort_csv)
-    assert list(cohort.columns) == metric_columns(True)
+    assert list(cohort.columns) == metric_columns(True) + ["qc_flags"]
     assert cohort["case_id"].tolist() == sorted(p.parent.name for p in files)
     assert cohort["dice_WT"].iloc[0] == 1.0  # case 0 is not shifted
     summary = pd.read_csv(res.summary_csv)
@@ -60,37 +68,43 @@ def test_run_dir_report_is_self_contained_with_plots_and_overlays(cli, run_dir, 
     res = cli("report", "--run-dir", run_dir, "--out", out)
     assert res.exit_code == 0, res.output
     page = (out / "report.html").read_text()
-    assert not re.search(r"(src|href)=['\"](?!data:)", page), "external reference in the page"
+    assert not re.search(r"src=['\"](?!data:)", page), "external image in the page"
+    assert not re.search(r"href=['\"](?!cases/[\w.-]+\.html['\"])", page), "a link outside the report"
+    assert "http" not in page
     assert page.count("box plots") == 3
-    assert page.count("overlay' src=") == 4
+    assert page.count("thumbnail' src=") == 4
     for case in ("phantom000", "phantom003"):
-        assert f"id='{case}'" in page
+        assert f"id='{case}'" in page and f"href='cases/{case}.html'" in page
+        case_page = (out / "cases" / f"{case}.html").read_text()
+        assert not re.search(r"src=['\"](?!data:)", case_page), "external image in a case page"
+        assert "Mosaic on T1Gd" in case_page and all(b.startswith(b"\x89PNG") for b in _images(case_page))
     assert all(b.startswith(b"\x89PNG") for b in _images(page))
     assert len(pd.read_csv(out / "cohort_metrics.csv")) == 4
     # failures.csv always: header only here, as `run` writes it (the Nextflow REPORT declares it)
-    assert sorted(p.name for p in out.iterdir()) == ["cohort_metrics.csv", "failures.csv", "report.html", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["cases", "cohort_metrics.csv", "failures.csv", "report.html",
+                                                    "summary.csv"]
     assert (out / "failures.csv").read_text() == "case_id,step,message\n"
 
 
 def test_overlays_only_for_the_cases_asked_for(run_dir, tmp_path):
-    """A run's report names its cases: folders of earlier runs in the same OUT get no overlay."""
+    """A run's report names its cases: folders of earlier runs in the same OUT get no page."""
     files = sorted(run_dir.glob("*/*_metrics.csv"))[:2]
     keep = [f.parent.name for f in files]
     page = build_report(files, tmp_path / "rep", run_dir, case_ids=keep).html.read_text()
-    assert page.count("overlay' src=") == 2
+    assert page.count("thumbnail' src=") == 2
     assert all(f"id='{c}'" in page for c in keep)
     assert "id='phantom003'" not in page
+    assert sorted(p.name for p in (tmp_path / "rep" / "cases").iterdir()) == [f"{c}.html" for c in keep]
 
 
-def test_overlay_shows_every_label_colour_through_the_tumour(run_dir):
-    import matplotlib.image as mpimg
+def test_case_page_shows_every_label_colour_through_the_tumour(run_dir, tmp_path):
+    from PIL import Image
 
     case = "phantom001"
-    png = overlay_figure(run_dir / case / f"{case}_seg.nii.gz",
-                         run_dir / case / "preprocessed" / f"{case}_t1ce.nii.gz", case)
-    img = mpimg.imread(io.BytesIO(base64.b64decode(png)))[..., :3]
+    build_report([run_dir / case / f"{case}_metrics.csv"], tmp_path / "rep", run_dir, case_ids=[case])
+    page = (tmp_path / "rep" / "cases" / f"{case}.html").read_text()
+    img = np.asarray(Image.open(io.BytesIO(_ortho_axial(page))).convert("RGB"), dtype=float) / 255
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    # Labels are blended at alpha 0.5 over the grey image: compare channels with each other.
     yellowish = (r - b > 0.3) & (g - b > 0.3) & (np.abs(r - g) < 0.15)  # enhancing rim
     greenish = (g - r > 0.25) & (g - b > 0.25)                            # oedema
     reddish = (r - g > 0.25) & (r - b > 0.25)                             # necrotic core
@@ -160,7 +174,7 @@ def test_cohort_without_ground_truth_gets_volumes_and_overlays(small_phantoms, t
     summary = pd.read_csv(res.summary_csv)
     assert set(summary["metric"]) == {"volume_pred_ml"} and summary["count"].tolist() == [2, 2, 2]
     page = res.html.read_text()
-    assert page.count("overlay' src=") == 2 and page.count("box plots") == 3
+    assert page.count("thumbnail' src=") == 2 and page.count("box plots") == 3
 
 
 def test_summary_ignores_missing_cells():
@@ -188,9 +202,8 @@ def test_real_case_overlay_and_volumes(data_dir, tmp_path):
     assert cohort["volume_pred_ml_WT"].iloc[0] == pytest.approx(np.count_nonzero(labels) / 1000)
     import matplotlib.image as mpimg
 
-    page = res.html.read_text()
-    (overlay,) = [b for b in _images(page)][3:]
-    img = mpimg.imread(io.BytesIO(overlay))[..., :3]
+    page = (tmp_path / "rep" / "cases" / f"{case}.html").read_text()
+    img = mpimg.imread(io.BytesIO(_ortho_axial(page)))[..., :3]
     coloured = (np.abs(img[..., 0] - img[..., 2]) > 0.3) | (np.abs(img[..., 1] - img[..., 2]) > 0.3)
     assert coloured.sum() > 200
 

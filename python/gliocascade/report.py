@@ -1,8 +1,11 @@
 """The cohort report: one CSV of every case's metrics, summary statistics, and a self-contained HTML page.
 
 A researcher checks a cohort by eye before trusting its numbers, so the page puts the summary
-table and box plots first and then, per case, three orthogonal slices through the tumour with the
-labels overlaid. Everything is inline (base64 PNG), so the page can be mailed or archived alone.
+table and box plots first and then one sortable row per case with its QC flags, model warnings and
+a thumbnail, linking to the case's own page (``cases/<id>.html``: mosaic, orthogonal slices,
+reference, preprocessing QC, facts). Everything is inline (base64 PNG), so each page can be mailed
+or archived alone; the cohort page holds no image but thumbnails and box plots, so it stays small
+for hundreds of cases.
 
 A bad metrics file does not stop the report: the other cases are reported and the bad file is
 listed on the page and on stderr. `gliocascade report` exits 0 (with that warning) when at least
@@ -22,16 +25,17 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .io import atomic_path, load_nifti, same_grid
+from .io import atomic_path
+from .qc_flags import (MAX_COMPONENTS, MAX_WT_ML, MIN_COHORT_FOR_OUTLIERS, MIN_COMPONENT_VOXELS, TumourFacts,
+                       case_flags, cohort_flags, overridden_checks)
+from .report_html import TABLE_CSS, CaseRow, case_table
 from .labels import REGIONS
 from .metrics import METRICS
 
 log = logging.getLogger(__name__)
 
 STATISTICS = ("mean", "std", "median", "q1", "q3", "count")
-# Overlay colours (RGB) per label value: necrosis/non-enhancing core, oedema, enhancing (2019 and 2023).
-LABEL_COLOURS = {1: (0.86, 0.10, 0.10), 2: (0.10, 0.80, 0.20), 3: (1.00, 0.85, 0.00), 4: (1.00, 0.85, 0.00)}
-LABEL_NAMES = {1: "necrosis / non-enhancing", 2: "oedema", 4: "enhancing (3 in 2023 maps)"}
+FLAGS_COLUMN = "qc_flags"
 
 
 @dataclass
@@ -151,77 +155,15 @@ def box_plot(cohort: pd.DataFrame, region: str) -> str | None:
     return _png(fig)
 
 
-def _overlay_rgba(labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    rgba = np.zeros(labels.shape + (4,), dtype=np.float32)
-    for value, colour in LABEL_COLOURS.items():
-        sel = labels == value
-        rgba[sel, :3] = colour
-        rgba[sel, 3] = alpha
-    return rgba
-
-
-def overlay_figure(seg_path: Path, background_path: Path | None, title: str) -> str:
-    """Base64 PNG: axial, coronal and sagittal slices through the tumour centroid, labels in colour.
-
-    Both images are turned to RAS for display only; a background on another grid is left out.
-    """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import nibabel as nib
-
-    seg_img = nib.as_closest_canonical(load_nifti(seg_path))
-    labels = np.rint(np.asarray(seg_img.dataobj, dtype=np.float32)).astype(np.int16)
-    zooms = seg_img.header.get_zooms()[:3]
-    background = None
-    if background_path is not None:
-        bg = load_nifti(background_path)
-        if same_grid(bg.affine, bg.shape, load_nifti(seg_path).affine, labels.shape):
-            background = np.asarray(nib.as_closest_canonical(bg).dataobj, dtype=np.float32)
-        else:
-            log.warning("%s: not on the grid of %s; overlay drawn without it", background_path, seg_path)
-    if background is None:
-        background = np.zeros(labels.shape, dtype=np.float32)
-    tumour = np.argwhere(labels > 0)
-    centre = tumour.mean(axis=0).round().astype(int) if tumour.size else np.array(labels.shape) // 2
-    inside = background[background > 0]
-    lo, hi = (np.percentile(inside, [1, 99]) if inside.size else (0.0, 1.0))
-    views = [("axial", np.s_[:, :, centre[2]], zooms[1] / zooms[0]),
-             ("coronal", np.s_[:, centre[1], :], zooms[2] / zooms[0]),
-             ("sagittal", np.s_[centre[0], :, :], zooms[2] / zooms[1])]
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7))
-    for ax, (name, sl, aspect) in zip(axes, views):
-        ax.imshow(background[sl].T, cmap="gray", origin="lower", vmin=lo, vmax=max(hi, lo + 1e-6),
-                  aspect=aspect, interpolation="nearest")
-        ax.imshow(_overlay_rgba(labels[sl].T), origin="lower", aspect=aspect, interpolation="nearest")
-        ax.set_title(name, fontsize=8)
-        ax.axis("off")
-        if name != "sagittal":  # RAS display: the patient's right is on the right (neurological)
-            ax.text(0.99, 0.02, "R", transform=ax.transAxes, color="w", fontsize=7, ha="right")
-    fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.01, wspace=0.04)
-    return _png(fig)
-
-
 def find_background(run_dir: Path, case_id: str) -> Path | None:
     """The case's T1Gd in BraTS space: preprocessed/, the case folder, then the T1Gd predict read.
 
     Cases given already in BraTS space are not copied into the run folder; their T1Gd path is
     recorded in ``provenance_predict.json`` (inputs -> t1ce -> path).
     """
-    import json
+    from .report_case import find_modality
 
-    folder = Path(run_dir) / case_id
-    for candidate in (folder / "preprocessed" / f"{case_id}_t1ce.nii.gz", folder / f"{case_id}_t1ce.nii.gz",
-                      folder / f"{case_id}-t1c.nii.gz"):
-        if candidate.is_file():
-            return candidate
-    try:
-        record = json.loads((folder / "provenance_predict.json").read_text())
-        recorded = Path(record["inputs"]["t1ce"]["path"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return recorded if recorded.is_file() else None
+    return find_modality(Path(run_dir), case_id, "t1ce")
 
 
 def run_dir_cases(run_dir: Path) -> list[str]:
@@ -241,13 +183,13 @@ def run_dir_metrics(run_dir: Path) -> list[Path]:
 
 # --------------------------------------------------------------------------- HTML
 
-_CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;font-size:12px}
-td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#eee}td.l,th.l{text-align:left}
-.bad{color:#a00}.cases{display:flex;flex-wrap:wrap;gap:8px}.case{border:1px solid #ddd;padding:4px}
-.case p{margin:2px;font-size:12px}img{display:block}"""
+_CSS = """body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1400px}
+table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
+th{background:#eee}td.l,th.l{text-align:left}.bad{color:#a00}img{display:inline-block}"""
+UNITS = {"hd95": "mm", "volume_pred_ml": "mL", "volume_ref_ml": "mL"}
 
 
-def _table(df: pd.DataFrame, left: tuple[str, ...] = ("case_id", "metric", "region", "file", "problem",
+def _table(df: pd.DataFrame, left: tuple[str, ...] = ("case_id", "metric", "unit", "region", "file", "problem",
                                                      "message")) -> str:
     head = "".join(f'<th class="{"l" if c in left else ""}">{html.escape(str(c))}</th>' for c in df.columns)
     body = []
@@ -261,28 +203,22 @@ def _table(df: pd.DataFrame, left: tuple[str, ...] = ("case_id", "metric", "regi
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _case_caption(cohort: pd.DataFrame, case_id: str) -> str:
-    row = cohort[cohort["case_id"] == case_id]
-    if row.empty:
-        return ""
-    parts = []
-    for r in REGIONS:
-        for m, fmt in (("dice", "Dice {:.3f}"), ("volume_pred_ml", "{:.1f} mL")):
-            col = f"{m}_{r}"
-            if col in row.columns and pd.notna(row[col].iloc[0]):
-                parts.append(f"{r} " + fmt.format(float(row[col].iloc[0])))
-                break
-    return " · ".join(parts)
+def summary_with_units(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary table with a unit column after the metric (Dice, sensitivity, specificity: none)."""
+    shown = summary.copy()
+    shown.insert(1, "unit", [UNITS.get(m, "") for m in shown["metric"]])
+    return shown
 
 
 def render_html(cohort: pd.DataFrame, summary: pd.DataFrame, plots: dict[str, str],
-                overlays: list[tuple[str, str]], bad: list[tuple[str, str]],
+                rows: list[CaseRow], bad: list[tuple[str, str]],
                 failures: list[tuple[str, str]]) -> str:
-    """The whole page as one string (images inline)."""
+    """The cohort page as one string: counts, failures, summary with units, box plots, the case table."""
+    n_flagged = sum(1 for r in rows if r.flags)
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>gliocascade cohort report</title>",
-             f"<style>{_CSS}</style></head><body><h1>gliocascade cohort report</h1>",
+             f"<style>{_CSS}\n{TABLE_CSS}</style></head><body><h1>gliocascade cohort report</h1>",
              f"<p>{len(cohort)} case(s) reported; {len(failures)} failed case(s); "
-             f"{len(bad)} unusable metrics file(s).</p>"]
+             f"{len(bad)} unusable metrics file(s); {n_flagged} flagged case(s).</p>"]
     if failures:
         parts.append("<h2 class='bad'>Failed cases</h2>")
         parts.append(_table(pd.DataFrame(failures, columns=["case_id", "message"])))
@@ -290,63 +226,109 @@ def render_html(cohort: pd.DataFrame, summary: pd.DataFrame, plots: dict[str, st
         parts.append("<h2 class='bad'>Unusable metrics files</h2>")
         parts.append(_table(pd.DataFrame(bad, columns=["file", "problem"])))
     parts.append("<h2>Summary</h2>")
-    parts.append(_table(summary) if not summary.empty else "<p>No metrics.</p>")
+    parts.append(_table(summary_with_units(summary)) if not summary.empty else "<p>No metrics.</p>")
     if plots:
         parts.append("<h2>Distributions per region</h2>")
         parts += [f"<img alt='{r} box plots' src='data:image/png;base64,{png}'>" for r, png in plots.items()]
-    if overlays:
-        legend = ", ".join(f"<span style='color:rgb({','.join(str(int(255 * c)) for c in LABEL_COLOURS[v])})'>"
-                           f"&#9632;</span> {html.escape(n)}" for v, n in LABEL_NAMES.items())
-        parts.append(f"<h2>Cases</h2><p>{legend}</p><div class='cases'>")
-        for case_id, png in overlays:
-            caption = html.escape(f"{case_id}  {_case_caption(cohort, case_id)}")
-            parts.append(f"<div class='case' id='{html.escape(case_id)}'><p>{caption}</p>"
-                         f"<img alt='{html.escape(case_id)} overlay' src='data:image/png;base64,{png}'></div>")
-        parts.append("</div>")
-    if not cohort.empty:
-        parts.append("<h2>Per-case metrics</h2>")
-        parts.append(_table(cohort))
+    if rows:
+        parts.append("<h2>Cases</h2><p>Click a header to sort; a case name opens its page. Flags: overridden QC, "
+                     f"empty prediction, WT &gt; {MAX_WT_ML:.0f} mL, &gt; {MAX_COMPONENTS} components of "
+                     f"&ge; {MIN_COMPONENT_VOXELS} voxels, WT Dice or WT volume beyond 1.5 IQR "
+                     f"(cohorts of {MIN_COHORT_FOR_OUTLIERS} or more), failed steps.</p>")
+        parts.append(case_table(cohort, rows))
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- entry points
 
+def _metrics_facts(row: pd.Series | None) -> TumourFacts | None:
+    """Without the label map only the WT volume is known (components unknown: not flagged)."""
+    if row is None or "volume_pred_ml_WT" not in row.index or pd.isna(row["volume_pred_ml_WT"]):
+        return None
+    return TumourFacts(float(row["volume_pred_ml_WT"]), 0, 0)
+
+
+def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: list[str] | None,
+              failures: list[tuple[str, str]], bad: list[tuple[str, str]], case_pages: bool = True) -> list[CaseRow]:
+    """One row per reported or failed case, with flags; writes ``out/cases/<id>.html`` for run-folder cases."""
+    from .report_case import load_case
+    from .report_figures import thumbnail_b64
+    from .report_page import render_case_page, write_case_page
+
+    metrics = {str(r["case_id"]): r for _, r in cohort.iterrows()}
+    ids = list(metrics)
+    on_disk: list[str] = []
+    if run_dir is not None and Path(run_dir).is_dir():
+        wanted = None if case_ids is None else set(case_ids)
+        on_disk = [c for c in run_dir_cases(Path(run_dir)) if wanted is None or c in wanted]
+    ids += [c for c in on_disk if c not in metrics]
+    failed = dict(failures)
+    ids += [c for c in failed if c not in ids]
+    rows, loaded, own_flags, wt_ml = {}, {}, {}, {}
+    from tqdm import tqdm
+
+    for case_id in tqdm(ids, desc="case pages", unit="case", disable=None):
+        row = CaseRow(case_id)
+        facts = _metrics_facts(metrics.get(case_id))
+        overridden: list[str] = []
+        if case_id in on_disk:
+            try:
+                data = load_case(Path(run_dir), case_id)
+            except InputError as exc:
+                bad.append((str(exc.path or case_id), f"no case page: {exc.problem}"))
+            else:
+                loaded[case_id] = data
+                facts = data.facts()
+                overridden = overridden_checks(data.provenance)
+                row.warnings = data.warnings()
+                row.thumbnail = thumbnail_b64(data.labels, data.t1ce)
+        own_flags[case_id] = case_flags(facts, overridden, failed.get(case_id))
+        if facts is not None:
+            wt_ml[case_id] = facts.wt_ml
+        rows[case_id] = row
+    dice = {k: float(r["dice_WT"]) for k, r in metrics.items() if "dice_WT" in r.index}
+    flags = cohort_flags(own_flags, dice, wt_ml)
+    for case_id, row in rows.items():
+        row.flags = flags.get(case_id, [])
+        data = loaded.pop(case_id, None)
+        if data is not None and case_pages:
+            values = metrics.get(case_id)
+            page = render_case_page(data, {} if values is None else values.drop("case_id").to_dict(), row.flags)
+            write_case_page(out / "cases" / f"{case_id}.html", page)
+            row.page = f"cases/{case_id}.html"
+    return list(rows.values())
+
+
 def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = None,
                  failures: list[tuple[str, str]] | None = None, quiet: bool = False,
-                 case_ids: list[str] | None = None) -> ReportResult:
-    """Write ``out/{cohort_metrics.csv, summary.csv, report.html}`` from per-case metrics files.
+                 case_ids: list[str] | None = None, case_pages: bool = True) -> ReportResult:
+    """Write ``out/{cohort_metrics.csv, summary.csv, report.html}`` (and ``out/cases/<id>.html``).
 
-    With ``run_dir``, every ``run_dir/<id>/<id>_seg.nii.gz`` gets an overlay on that case's T1Gd
+    With ``run_dir``, every ``run_dir/<id>/<id>_seg.nii.gz`` gets a case page and a thumbnail
     (only the ``case_ids`` given, when given: a run's report leaves out case folders of earlier runs).
-    ``failures`` (case id, message) are listed in a "Failed cases" table. Bad metrics files are
-    skipped, listed on the page, logged as warnings (unless ``quiet``) and returned in ``bad_files``.
+    ``failures`` (case id, message) are listed in a "Failed cases" table and flagged. Bad metrics
+    files are skipped, listed on the page, logged as warnings (unless ``quiet``) and returned in
+    ``bad_files``. ``cohort_metrics.csv`` gains a ``qc_flags`` column (flags joined by "; ").
     """
     out = Path(out)
     failures = sorted(failures or [])  # by case id: the same table whichever door collected them
     cohort, bad = collect_metrics([Path(f) for f in metrics_files])
     summary = summarise(cohort)
     plots = {r: p for r in REGIONS if (p := box_plot(cohort, r)) is not None}
-    overlays = []
-    if run_dir is not None and Path(run_dir).is_dir():
-        from tqdm import tqdm
-
-        wanted = None if case_ids is None else set(case_ids)
-        cases = [c for c in run_dir_cases(Path(run_dir)) if wanted is None or c in wanted]
-        for case_id in tqdm(cases, desc="overlays", unit="case", disable=None):
-            seg = Path(run_dir) / case_id / f"{case_id}_seg.nii.gz"
-            try:
-                overlays.append((case_id, overlay_figure(seg, find_background(Path(run_dir), case_id), case_id)))
-            except InputError as exc:
-                bad.append((str(exc.path or seg), f"no overlay: {exc.problem}"))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = case_rows(cohort, out, Path(run_dir) if run_dir is not None else None, case_ids, failures, bad,
+                     case_pages)
     if not quiet:
         for path, problem in bad:
             log.warning("%s: %s (left out of the report)", path, problem)
-    page = render_html(cohort, summary, plots, overlays, bad, failures)
-    out.mkdir(parents=True, exist_ok=True)
+    page = render_html(cohort, summary, plots, rows, bad, failures)
+    flags = {r.case_id: "; ".join(r.flags) for r in rows}
+    table = cohort.copy()
+    table[FLAGS_COLUMN] = [flags.get(str(c), "") for c in table["case_id"]]
     paths = ReportResult(out / "report.html", out / "cohort_metrics.csv", out / "summary.csv", len(cohort), bad)
     with atomic_path(paths.cohort_csv) as tmp:
-        cohort.to_csv(tmp, index=False)
+        table.to_csv(tmp, index=False)
     with atomic_path(paths.summary_csv) as tmp:
         summary.to_csv(tmp, index=False)
     with atomic_path(paths.html) as tmp:

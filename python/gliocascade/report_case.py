@@ -1,0 +1,121 @@
+"""What the report knows about one case of a run folder: images in RAS, provenance, facts.
+
+Everything is read once per case (labels, T1Gd, FLAIR, reference, provenance records) so the case
+page, the cohort row, its thumbnail and its QC flags come from the same arrays.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .io import load_nifti, same_grid
+from .labels import REGIONS, labels_to_regions
+from .qc_flags import TumourFacts, tumour_facts
+
+log = logging.getLogger(__name__)
+
+STEPS = ("preprocess", "predict", "postprocess", "evaluate")
+MODALITY_NAMES = {"t1": ("_t1",), "t1ce": ("_t1ce", "-t1c"), "t2": ("_t2", "-t2w"), "flair": ("_flair", "-t2f")}
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A provenance JSON object, or {} when absent or unreadable (the page says what is missing)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def find_modality(run_dir: Path, case_id: str, modality: str = "t1ce") -> Path | None:
+    """A BraTS-space modality of the case: preprocessed/, the case folder, then the file predict read."""
+    folder = Path(run_dir) / case_id
+    for suffix in MODALITY_NAMES[modality]:
+        for candidate in (folder / "preprocessed" / f"{case_id}{suffix}.nii.gz", folder / f"{case_id}{suffix}.nii.gz"):
+            if candidate.is_file():
+                return candidate
+    try:
+        recorded = Path(read_record(folder / "provenance_predict.json")["inputs"][modality]["path"])
+    except (KeyError, TypeError):
+        return None
+    return recorded if recorded.is_file() else None
+
+
+def canonical(path: Path, like: Any | None = None, dtype: type = np.float32) -> np.ndarray | None:
+    """The image as a RAS array; None when ``like`` (a nibabel image) is given and the grids differ."""
+    import nibabel as nib
+
+    img = load_nifti(path)
+    if like is not None and not same_grid(img.affine, img.shape, like.affine, like.shape):
+        log.warning("%s: not on the grid of the segmentation; left out of the report's images", path)
+        return None
+    return np.asarray(nib.as_closest_canonical(img).dataobj, dtype=dtype)
+
+
+def _labels(path: Path) -> tuple[Any, np.ndarray, tuple[float, ...]]:
+    import nibabel as nib
+
+    img = load_nifti(path)
+    ras = nib.as_closest_canonical(img)
+    labels = np.rint(np.asarray(ras.dataobj, dtype=np.float32)).astype(np.int16)
+    return img, labels, tuple(float(z) for z in ras.header.get_zooms()[:3])
+
+
+@dataclass
+class CaseData:
+    """One case's arrays (RAS) and records; optional parts are None when the run has none."""
+
+    case_id: str
+    folder: Path
+    labels: np.ndarray
+    zooms: tuple[float, ...]
+    convention: str = "2019"
+    t1ce: np.ndarray | None = None
+    flair: np.ndarray | None = None
+    reference: np.ndarray | None = None  # (3, X, Y, Z) bool regions WT, TC, ET
+    reference_path: Path | None = None
+    provenance: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def voxel_ml(self) -> float:
+        return float(np.prod(self.zooms)) / 1000.0
+
+    @property
+    def regions(self) -> np.ndarray:
+        return labels_to_regions(self.labels, self.convention)
+
+    def facts(self) -> TumourFacts:
+        return tumour_facts(self.labels, self.voxel_ml)
+
+    def volumes_ml(self) -> dict[str, float]:
+        regions = self.regions
+        return {r: float(regions[i].sum()) * self.voxel_ml for i, r in enumerate(REGIONS)}
+
+    def warnings(self) -> list[str]:
+        return [str(w) for w in self.provenance.get("predict", {}).get("warnings") or []]
+
+
+def load_case(run_dir: Path, case_id: str) -> CaseData:
+    """Read a case of a run folder: ``<id>_seg.nii.gz``, its T1Gd and FLAIR, reference and provenance."""
+    folder = Path(run_dir) / case_id
+    seg_img, labels, zooms = _labels(folder / f"{case_id}_seg.nii.gz")
+    provenance = {s: r for s in STEPS if (r := read_record(
+        folder / ("preprocessed" if s == "preprocess" else "") / f"provenance_{s}.json"))}
+    params = provenance.get("evaluate", {}).get("parameters") or {}
+    data = CaseData(case_id, folder, labels, zooms, str(params.get("pred_labels") or "2019"), provenance=provenance)
+    for modality in ("t1ce", "flair"):
+        path = find_modality(run_dir, case_id, modality)
+        if path is not None:
+            setattr(data, modality, canonical(path, seg_img))
+    gt = (provenance.get("evaluate", {}).get("inputs") or {}).get("gt", {}).get("path")
+    if gt and Path(gt).is_file():
+        ref = canonical(Path(gt), seg_img)
+        if ref is not None:
+            data.reference = labels_to_regions(np.rint(ref).astype(np.int16), str(params.get("gt_labels") or "2019"))
+            data.reference_path = Path(gt)
+    return data
