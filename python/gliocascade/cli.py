@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from .errors import InputError
+from .lifeline import Interrupted
 
 ANY_PATH = click.Path(path_type=Path)
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
@@ -49,6 +50,9 @@ def _call(module: str, function: str, **kwargs: Any) -> None:
     except OSError as exc:  # e.g. an output path under a file, or a folder where a file must go
         where = exc.filename if exc.filename is not None else "?"
         _refuse(f"{where}: {exc.strerror or exc}", kwargs.get("case_id"))
+    except Interrupted as exc:  # SIGTERM or Ctrl-C stopped a run cleanly: say how to resume
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(130)

@@ -4,6 +4,10 @@ Everything that can stop the whole run (the samplesheet schema, the model folder
 checked before any output is written (exit 2). Then cases run in a pool of worker processes, each
 isolated: one case's failure is recorded and reported, the others finish (exit 1). Steps whose
 outputs exist are skipped, so a rerun resumes where the last one stopped (see `steps.py`).
+
+A run holds an exclusive lock on its output folder (`run_lock.py`); its workers die with it
+however it dies, and SIGTERM or Ctrl-C stop it cleanly (`lifeline.py`): workers stopped,
+unfinished staging removed, exit 128 + signal, a rerun of the same command resumes.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -18,6 +23,9 @@ from typing import Any
 
 from .errors import InputError
 from .io import SampleRow, atomic_path, read_samplesheet
+from .leftovers import discard_run_leftovers
+from .lifeline import PARENT_ENV, Interrupted, die_with_parent, process_alive, stop_on_signals
+from .run_lock import OutLock
 from .steps import CaseResult, RunOptions, case_paths, process_case
 
 log = logging.getLogger(__name__)
@@ -68,21 +76,44 @@ def worker_threads(workers: int, cores: int | None = None, env: dict[str, str] |
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
-    """The fork-server start method where the platform has it, else spawn."""
+    """The fork-server start method where the platform has it, else spawn.
+
+    The fork server imports `forkserver_lifeline` first, which ties its life to this process (it
+    reads our pid from the environment, set here, since the fork server starts on first use).
+    """
     if "forkserver" in multiprocessing.get_all_start_methods():
+        os.environ[PARENT_ENV] = str(os.getpid())
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", "gliocascade.steps", "gliocascade.predict",
-                                    "gliocascade.postprocess", "gliocascade.metrics"])
+        ctx.set_forkserver_preload(["gliocascade.forkserver_lifeline", "torch", "gliocascade.steps",
+                                    "gliocascade.predict", "gliocascade.postprocess", "gliocascade.metrics"])
         return ctx
     return multiprocessing.get_context("spawn")
 
 
-def _init_worker(threads: int) -> None:
-    """Pool initializer: limit the worker's torch threads before any work."""
+def _init_worker(threads: int, run_pid: int) -> None:
+    """Pool initializer: die with the parent (the fork server), leave Ctrl-C to the run (which
+    stops the workers itself), and limit the worker's torch threads before any work."""
     import torch
 
+    die_with_parent()
+    if not process_alive(run_pid):
+        os._exit(1)  # the run died while this worker was starting
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop every worker now (a case in progress is abandoned; its staging is removed after)."""
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14+
+    if kill is not None:
+        kill()
+        return
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for proc in procs:
+        proc.kill()
+    for proc in procs:
+        proc.join(10)
 
 
 # --------------------------------------------------------------------------- running the cases
@@ -97,8 +128,9 @@ def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int) -> list[Cas
 
     results: dict[str, CaseResult] = {}
     ctx = _pool_context()
-    with ProcessPoolExecutor(max_workers=min(workers, len(rows)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(opts.threads,)) as pool:
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(rows)), mp_context=ctx,
+                               initializer=_init_worker, initargs=(opts.threads, os.getpid()))
+    try:
         futures = {pool.submit(process_case, row, opts): row.case_id for row in rows}
         with tqdm(total=len(futures), desc="cases", unit="case", disable=None) as bar:
             for fut in as_completed(futures):
@@ -113,6 +145,11 @@ def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int) -> list[Cas
                 results[cid] = res
                 _log_result(res)
                 bar.update(1)
+    except BaseException:  # Interrupted, Ctrl-C, or a bug here: no worker may go on writing
+        _kill_workers(pool)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return [results[r.case_id] for r in rows]
 
 
@@ -185,6 +222,19 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,
                       atlas=atlas, label_convention=str(label_convention), et_threshold=threshold or 0,
                       threads=worker_threads(workers), **step_options)
+    ids = [r.case_id for r in rows]
+    with OutLock(out), stop_on_signals():
+        discard_run_leftovers(out, ids)  # a killed run's staging and temporaries: never outputs
+        try:
+            return _run_and_report(rows, opts, out, workers, threshold)
+        except Interrupted as exc:
+            log.warning("run: %s received: stopping", signal.Signals(exc.signum).name)
+            discard_run_leftovers(out, ids)
+            raise
+
+
+def _run_and_report(rows: list[SampleRow], opts: RunOptions, out: Path, workers: int,
+                    threshold: int | None) -> list[CaseResult]:
     log.info("run: %d case(s), %d worker(s) x %d thread(s), %s", len(rows), workers, opts.threads,
              "ET threshold: not tuned (no et_threshold in model.json): ET is kept as predicted"
              if threshold is None else f"ET threshold {threshold} voxels")
