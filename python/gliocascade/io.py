@@ -219,6 +219,26 @@ def write_labels(path: str | Path, labels: np.ndarray, affine: np.ndarray) -> Pa
     return write_image(path, labels, affine, dtype=np.uint8)
 
 
+def check_writable_folder(path: str | Path) -> None:
+    """Refuse an output folder that cannot be written before any work starts, not after it.
+
+    A folder that does not exist yet is judged by the nearest existing folder above it (where it
+    would be created). The check writes and removes a probe file: permission bits say nothing on a
+    read-only mount, to root, or under ACLs, and a real write is the only reliable answer.
+    """
+    folder = Path(path)
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(folder, "is not a folder: outputs cannot be written under it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gliocascade-write-check-", dir=folder)
+    except OSError as exc:
+        raise InputError(folder, f"output folder is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 # --------------------------------------------------------------------------- case discovery
 
 @dataclass

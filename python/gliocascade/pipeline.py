@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .io import SampleRow, atomic_path, read_samplesheet
+from .io import SampleRow, atomic_path, check_writable_folder, read_samplesheet
 from .leftovers import discard_run_leftovers
 from .lifeline import PARENT_ENV, Interrupted, die_with_parent, process_alive, stop_on_signals
 from .run_lock import OutLock
@@ -218,6 +218,7 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
 
     resolve_device(device)  # --device cuda without CUDA stops here, before any case starts
     out = Path(out)
+    check_writable_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,
                       atlas=atlas, label_convention=str(label_convention), et_threshold=threshold or 0,

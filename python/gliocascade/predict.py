@@ -20,8 +20,10 @@ import torch
 
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
-from .io import MODALITIES, atomic_paths, case_folders, error_naming, discover_case, read_modalities
+from .io import (MODALITIES, atomic_paths, case_folders, check_writable_folder, error_naming, discover_case,
+                 read_modalities)
 from .labels import regions_to_labels
+from .leftovers import discard_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +235,10 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
     ``--case DIR`` (or the four images ``--t1 ... --flair`` with ``--case-id``) writes
     ``OUT/<id>_pred.nii.gz``; ``--cases DIR`` writes ``OUT/<id>/<id>_pred.nii.gz`` for every case
     folder (the run's output tree), loading the models once; a case that fails is reported and the
-    others go on (exit 1). The brain mask is ``--brainmask`` when given; in a case folder,
-    ``<id>_brainmask.nii.gz`` counts; four images named one by one have none unless it is given.
+    others go on (exit 1); a case whose ``<id>_pred.nii.gz`` exists is skipped (outputs are written
+    atomically, so an existing one is complete: a rerun after a kill resumes). The brain mask is
+    ``--brainmask`` when given; in a case folder, ``<id>_brainmask.nii.gz`` counts; four images
+    named one by one have none unless it is given.
     """
     files = {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}
     named = any(v is not None for v in files.values())
@@ -242,6 +246,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
         raise InputError(None, "give exactly one of --case DIR, --cases DIR or the four images --t1 --t1ce --t2 --flair")
     if cases is not None and (case_id or brainmask):
         raise InputError(None, "--case-id and --brainmask apply to one case (--case or the four images), not --cases")
+    check_writable_folder(out)  # before reading and predicting, not after
     if case is not None or named:
         if named:
             images, cid, found_mask = *_explicit_case(files, case_id), None
@@ -258,6 +263,12 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
     for folder in folders:
         try:
             c = discover_case(folder)
+            dest = Path(out) / c.case_id
+            discard_temporaries(dest)  # left by a killed run: never outputs
+            done = dest / f"{c.case_id}_pred.nii.gz"
+            if done.exists():  # written atomically, so complete: resume as `run` does
+                log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
+                continue
             predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
                          c.extra.get("brainmask"), save_probabilities, label_convention)
         except InputError as exc:

@@ -299,6 +299,9 @@ def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str
                        atlas: Path | None = None, backend: str = "simpleitk", affine: bool = False,
                        n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1ce") -> int:
     """CLI body of `gliocascade preprocess`."""
+    from .io import check_writable_folder
+
+    check_writable_folder(out)  # before registering for minutes
     written = preprocess_case({"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}, case_id, Path(out),
                               atlas_dir=atlas, backend=backend, affine=affine, n4=n4,
                               skull_strip=skull_strip, threads=threads, atlas_via=atlas_via)
