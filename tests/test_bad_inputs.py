@@ -440,6 +440,21 @@ def test_cli_names_the_output_when_an_os_error_has_no_file(phantoms, tmp_path, c
     assert "m.csv" in line and "?:" not in line, line
 
 
+def test_cli_names_what_the_step_was_writing_when_an_os_error_names_nothing(phantoms, tmp_path, cli, monkeypatch):
+    """An OSError outside the atomic writers (here: provenance, after the CSV) still names a file."""
+    import gliocascade.metrics as metrics
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(metrics, "write_provenance", no_space)
+    seg = phantoms["template"] / f"{phantoms['template'].name}_seg.nii.gz"
+    out = tmp_path / "m.csv"
+    line = _expect_refusal(cli("evaluate", "--pred", seg, "--gt", seg, "--case-id", "c", "--out", out),
+                           "No space left on device")
+    assert line.startswith(f"error: {out}: "), line
+
+
 def test_checkpoint_refusal_never_suggests_turning_weights_only_off(random_tiny_model, tmp_path):
     import torch
 
