@@ -3,7 +3,7 @@
 The page must stay light for cohorts of hundreds of cases, so a row holds numbers, flags, warnings
 and one small thumbnail; the sorting is a few lines of inline JavaScript (no network). The page
 also sorts itself on load from ``?sort=<column>&desc=1``, so a headless browser can check the
-sort with ``--dump-dom`` alone.
+sort with ``--dump-dom`` alone. Empty cells sort last in both directions.
 """
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from .labels import REGIONS
 
 SORT_JS = """(function(){
 var t=document.getElementById('cases');if(!t)return;
-function key(td){var v=td.getAttribute('data-v');if(v===null)v=td.textContent;var n=parseFloat(v);
-return isNaN(n)?[1,v.toLowerCase()]:[0,n];}
+function key(td){var v=td.getAttribute('data-v');if(v===null)v=td.textContent;if(v==='')return null;
+var n=parseFloat(v);return isNaN(n)?[1,v.toLowerCase()]:[0,n];}
 function cmp(a,b){if(a[0]!==b[0])return a[0]-b[0];return a[1]<b[1]?-1:(a[1]>b[1]?1:0);}
 function sortBy(i,desc){var body=t.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
-rows.sort(function(r,s){var c=cmp(key(r.cells[i]),key(s.cells[i]));return desc?-c:c;});
+rows.sort(function(r,s){var a=key(r.cells[i]),b=key(s.cells[i]);
+if(a===null||b===null)return (a===null)-(b===null);var c=cmp(a,b);return desc?-c:c;});
 rows.forEach(function(r){body.appendChild(r);});
 Array.prototype.forEach.call(t.tHead.rows[0].cells,function(h,j){
 h.setAttribute('aria-sort',j===i?(desc?'descending':'ascending'):'none');});
