@@ -65,6 +65,8 @@ def test_each_flag_condition_raises_its_flag_and_a_clean_case_none():
     assert case_flags(None, ["preprocess (t2): registration looked wrong"]) == [
         "QC overridden: preprocess (t2): registration looked wrong"]
     assert case_flags(None, failure="predict: out of memory") == ["failed: predict: out of memory"]
+    assert case_flags(None, reference_ok=False) == ["reference failed QC (qc_reference 0)"]
+    assert case_flags(None, reference_ok=True) == []
 
 
 def test_overridden_qc_blocks_are_found_and_passing_ones_are_not():
@@ -230,7 +232,11 @@ def test_preprocessing_section_shows_atlas_outline_brain_mask_and_scores(tmp_pat
     atlas_brain = np.zeros(shape, dtype=np.float32)
     atlas_brain[6:42, 6:42, 2:38] = 50
     write_image(atlas / "t1_skullstripped_brats_space.nii.gz", atlas_brain, aff)
+    native_aff = np.diag([0.9, 0.9, 1.2, 1.0])  # another grid: the native T1Gd's
+    write_image(tmp_path / "native_t1ce.nii.gz", _background(shape), native_aff)
+    write_labels(folder / "nat_seg_native.nii.gz", labels, native_aff)
     (pre / "provenance_preprocess.json").write_text(json.dumps({
+        "inputs": {"t1ce": {"path": str(tmp_path / "native_t1ce.nii.gz")}},
         "atlas": {"t1_skullstripped": {"path": str(atlas / "t1_skullstripped_brats_space.nii.gz")}},
         "parameters": {"min_edge_corr_coregistration": 0.3, "min_edge_corr_atlas": 0.2},
         "similarity_edge_corr": {"atlas": 0.41, "t1": 0.77, "t2": 0.12, "flair": 0.55},
@@ -243,8 +249,9 @@ def test_preprocessing_section_shows_atlas_outline_brain_mask_and_scores(tmp_pat
                                                  ("t2", "0.120", "0.3"), ("flair", "0.550", "0.3")]
     assert ["no" in p for *_, p in rows] == [False, False, True, False]
     panels = _slices(page, "registration")
-    assert len(panels) == 4
-    assert all(_has(_rgb(png), ATLAS_RGB) > 50 and _has(_rgb(png), (255, 255, 0)) > 50 for *_, png in panels)
+    assert len(panels) == 5
+    assert all(_has(_rgb(png), ATLAS_RGB) > 50 and _has(_rgb(png), (255, 255, 0)) > 50 for *_, png in panels[:4])
+    assert "data-what='native T1Gd'" in page and _has(_rgb(panels[4][2]), (26, 204, 51)) > 20  # oedema outline
 
 
 def test_cohort_page_flags_overridden_qc_and_empty_cases_and_links_pages(tmp_path):

@@ -40,11 +40,15 @@ def tumour_facts(labels: np.ndarray, voxel_ml: float) -> TumourFacts:
     return TumourFacts(float(tumour.sum()) * voxel_ml, int(n), int((sizes >= MIN_COMPONENT_VOXELS).sum()))
 
 
-def case_flags(facts: TumourFacts | None, overridden: Sequence[str] = (), failure: str | None = None) -> list[str]:
-    """The flags of one case from its own facts: overridden QC checks, emptiness, size, fragmentation, failure."""
+def case_flags(facts: TumourFacts | None, overridden: Sequence[str] = (), failure: str | None = None,
+               reference_ok: bool | None = None) -> list[str]:
+    """The flags of one case from its own facts: overridden QC checks, emptiness, size, fragmentation,
+    failure, and an implausible reference (``reference_ok`` False: its metrics mean little)."""
     flags = [f"QC overridden: {o}" for o in overridden]
     if failure:
         flags.append(f"failed: {failure}")
+    if reference_ok is False:
+        flags.append("reference failed QC (qc_reference 0)")
     if facts is not None:
         if facts.wt_ml == 0:
             flags.append("empty prediction")

@@ -283,7 +283,9 @@ def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: l
                 overridden = overridden_checks(data.provenance)
                 row.warnings = data.warnings()
                 row.thumbnail = thumbnail_b64(data.labels, data.t1ce)
-        own_flags[case_id] = case_flags(facts, overridden, failed.get(case_id))
+        values = metrics.get(case_id)
+        ref_qc = None if values is None or pd.isna(values.get("qc_reference", np.nan)) else bool(values["qc_reference"])
+        own_flags[case_id] = case_flags(facts, overridden, failed.get(case_id), ref_qc)
         if facts is not None:
             wt_ml[case_id] = facts.wt_ml
         rows[case_id] = row
