@@ -1,7 +1,7 @@
 """Slice images of a case for its report page: label fills with outlines, reference outlines, disagreement.
 
-Drawn with numpy and written as palette-free compressed PNG through Pillow (no matplotlib): a
-cohort of hundreds of cases must render in minutes. Arrays are expected in RAS order (as
+Drawn with numpy and written as compressed PNG at the voxel grid through Pillow (no matplotlib;
+the page enlarges them without smoothing): a cohort of hundreds of cases must render in minutes. Arrays are expected in RAS order (as
 ``nibabel.as_closest_canonical`` gives them); an axial slice is shown with the patient's right on
 the right and anterior at the top. Outlines are drawn opaque over semi-transparent fills so a
 one-voxel enhancing rim stays visible.
@@ -123,20 +123,23 @@ def draw_contours(rgb: np.ndarray, masks: list[tuple[np.ndarray, tuple[int, int,
     return rgb
 
 
-def png_b64(rgb: np.ndarray, target_px: int = PANEL_PX, aspect: float = 1.0) -> str:
-    """Base64 PNG of a float RGB image, enlarged by an integer factor when small (``aspect`` = row/column mm)."""
+def png_b64(rgb: np.ndarray) -> str:
+    """Base64 PNG of a float RGB image at its own resolution (the page enlarges it: see ``display_size``)."""
     from PIL import Image
 
     img = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    factor = max(1, int(target_px // max(img.shape[:2])))
-    if factor > 1:
-        img = img.repeat(factor, axis=0).repeat(factor, axis=1)
-    pil = Image.fromarray(img, "RGB")
-    if abs(aspect - 1.0) > 1e-3:
-        pil = pil.resize((pil.width, max(1, int(round(pil.height * aspect)))), Image.NEAREST)
     buf = _io.BytesIO()
-    pil.save(buf, format="PNG", optimize=True)
+    Image.fromarray(img, "RGB").save(buf, format="PNG", compress_level=6)
     return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def display_size(shape2d: tuple[int, ...], aspect: float = 1.0, target_px: int = PANEL_PX) -> tuple[int, int]:
+    """(width, height) in CSS pixels: small slices enlarged by an integer factor, rows scaled by ``aspect``
+    (row spacing over column spacing). Encoding at the voxel grid and enlarging in the browser keeps
+    the PNGs small and quick to write."""
+    rows, cols = shape2d[:2]
+    factor = max(1, int(target_px // max(rows, cols)))
+    return cols * factor, max(1, int(round(rows * factor * aspect)))
 
 
 def thumbnail_b64(labels: np.ndarray, background: np.ndarray | None, size: int = 64) -> str:

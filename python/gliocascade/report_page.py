@@ -25,7 +25,7 @@ BRAINMASK_RGB = (255, 255, 0)
 _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1400px}
 table{border-collapse:collapse;font-size:12px;margin:4px 0}td,th{border:1px solid #ccc;padding:2px 6px}
 th{background:#eee;text-align:left}.row{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0}
-figcaption{font-size:11px;color:#555}.flag{color:#a00}.warn{color:#a60}img{display:block}"""
+figcaption{font-size:11px;color:#555}img.slice{image-rendering:pixelated}.flag{color:#a00}.warn{color:#a60}img{display:block}"""
 _VIEWS = ("axial", "coronal", "sagittal")
 
 
@@ -33,10 +33,12 @@ def _esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _img(png: str, view: str, index: int, what: str, caption: str) -> str:
+def _img(rgb: np.ndarray, view: str, index: int, what: str, caption: str, aspect: float = 1.0) -> str:
     alt = f"{what} {view} slice {index}"
+    width, height = fig.display_size(rgb.shape, aspect)
     return (f"<figure><img class='slice' data-view='{view}' data-slice='{index}' data-what='{_esc(what)}' "
-            f"alt='{_esc(alt)}' src='data:image/png;base64,{png}'><figcaption>{_esc(caption)}</figcaption></figure>")
+            f"width='{width}' height='{height}' alt='{_esc(alt)}' src='data:image/png;base64,{fig.png_b64(rgb)}'>"
+            f"<figcaption>{_esc(caption)}</figcaption></figure>")
 
 
 def _aspect(zooms: tuple[float, ...], view: str) -> float:
@@ -44,10 +46,12 @@ def _aspect(zooms: tuple[float, ...], view: str) -> float:
     return {"axial": zooms[1] / zooms[0], "coronal": zooms[2] / zooms[0], "sagittal": zooms[2] / zooms[1]}[view]
 
 
-def _labelled(data: CaseData, background: np.ndarray, view: str, index: int) -> str:
-    rgb = fig.grey_rgb(fig.view(background, view, index), fig.window(background))
+def _labelled(data: CaseData, background: np.ndarray, lohi: tuple[float, float], view: str, index: int,
+              name: str, caption: str) -> str:
+    rgb = fig.grey_rgb(fig.view(background, view, index), lohi)
     ref = None if data.reference is None else [fig.view(r, view, index) for r in data.reference]
-    return fig.png_b64(fig.draw_labels(rgb, fig.view(data.labels, view, index), ref), aspect=_aspect(data.zooms, view))
+    rgb = fig.draw_labels(rgb, fig.view(data.labels, view, index), ref)
+    return _img(rgb, view, index, name, caption, _aspect(data.zooms, view))
 
 
 def images_section(data: CaseData, comp: fig.Component | None) -> str:
@@ -66,12 +70,13 @@ def images_section(data: CaseData, comp: fig.Component | None) -> str:
     if not backgrounds:
         backgrounds = [("no image", np.zeros(data.labels.shape, dtype=np.float32))]
     for name, bg in backgrounds:
+        lohi = fig.window(bg)
         parts.append(f"<h3>Mosaic on {name}</h3><div class='row mosaic'>")
-        parts += [_img(_labelled(data, bg, "axial", z), "axial", z, name, f"{name} axial z={z}")
+        parts += [_labelled(data, bg, lohi, "axial", z, name, f"{name} axial z={z}")
                   for z in fig.mosaic_slices(comp.z_range)]
         parts.append(f"</div><h3>Orthogonal slices on {name}</h3><div class='row ortho'>")
         for view, index in zip(_VIEWS, (comp.centre[2], comp.centre[1], comp.centre[0])):
-            parts.append(_img(_labelled(data, bg, view, index), view, index, name, f"{name} {view} {index}"))
+            parts.append(_labelled(data, bg, lohi, view, index, name, f"{name} {view} {index}"))
         parts.append("</div>")
     return "\n".join(parts)
 
@@ -91,8 +96,9 @@ def disagreement_section(data: CaseData) -> str:
         z = int(wrong.argmax()) if wrong.any() else int(ref.sum(axis=(0, 1)).argmax())
         rgb = fig.draw_disagreement(fig.grey_rgb(fig.view(bg, "axial", z), lohi),
                                     fig.view(pred, "axial", z), fig.view(ref, "axial", z))
-        parts.append(_img(fig.png_b64(rgb, aspect=_aspect(data.zooms, "axial")), "axial", z, f"{region} disagreement",
-                          f"{region}: {int(wrong[z])} voxels differ at z={z} ({int(wrong.sum())} in all)"))
+        parts.append(_img(rgb, "axial", z, f"{region} disagreement",
+                          f"{region}: {int(wrong[z])} voxels differ at z={z} ({int(wrong.sum())} in all)",
+                          _aspect(data.zooms, "axial")))
     parts.append("</div>")
     return "\n".join(parts)
 
@@ -160,8 +166,8 @@ def preprocessing_section(data: CaseData, comp: fig.Component | None) -> str:
         rgb = fig.grey_rgb(fig.view(image, "axial", z), fig.window(image))
         masks = [(fig.view(m > 0, "axial", z), c) for m, c in ((atlas, ATLAS_RGB), (brain, BRAINMASK_RGB))
                  if m is not None and m.shape == image.shape]
-        parts.append(_img(fig.png_b64(fig.draw_contours(rgb, masks)), "axial", z, f"registered {modality}",
-                          f"{modality} (BraTS space)"))
+        parts.append(_img(fig.draw_contours(rgb, masks), "axial", z, f"registered {modality}",
+                          f"{modality} (BraTS space)", _aspect(data.zooms, "axial")))
     parts.append(native_panel(data, record))
     parts.append("</div>")
     return "\n".join(parts)
@@ -183,7 +189,15 @@ def native_panel(data: CaseData, record: dict) -> str:
     comp = fig.largest_component(labels)
     z = comp.centre[2] if comp else labels.shape[2] // 2
     rgb = fig.draw_labels(fig.grey_rgb(fig.view(image, "axial", z), fig.window(image)), fig.view(labels, "axial", z))
-    return _img(fig.png_b64(rgb), "axial", z, "native T1Gd", f"native segmentation on native T1Gd, z={z}")
+    zooms = nib_zooms(seg)
+    return _img(rgb, "axial", z, "native T1Gd", f"native segmentation on native T1Gd, z={z}", zooms[1] / zooms[0])
+
+
+def nib_zooms(path: Path) -> tuple[float, ...]:
+    """Voxel sizes of an image in RAS order (as its canonical arrays are displayed)."""
+    import nibabel as nib
+
+    return tuple(float(z) for z in nib.as_closest_canonical(nib.load(str(path))).header.get_zooms()[:3])
 
 
 def facts_section(data: CaseData, metrics: dict[str, float]) -> str:
