@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,82 @@ def test_screenshots_are_drawn(report, tmp_path):
             dest = Path(os.environ["GLIOCASCADE_SCREENSHOTS"]) / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, dest)
+
+
+class DevTools:
+    """Chromium driven through the DevTools protocol over ``--remote-debugging-pipe`` (fds 3 and 4,
+    NUL-separated JSON): layout and clicks need a live page, and no websocket package is needed."""
+
+    def __init__(self, tmp: Path, width: int = 1400, height: int = 900):
+        to_chrome, self._out = os.pipe()
+        self._in, from_chrome = os.pipe()
+
+        def child() -> None:
+            os.dup2(to_chrome, 3)
+            os.dup2(from_chrome, 4)
+
+        self.proc = subprocess.Popen(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
+             f"--user-data-dir={tmp / 'cdp-profile'}", f"--window-size={width},{height}",
+             "--host-resolver-rules=MAP * ~NOTFOUND", "about:blank"],
+            pass_fds=(3, 4), preexec_fn=child, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buf, self._id, self.session = b"", 0, None
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+
+    def send(self, method: str, params: dict | None = None) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if self.session:
+            msg["sessionId"] = self.session
+        os.write(self._out, json.dumps(msg).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buf:
+                chunk = os.read(self._in, 1 << 16)
+                assert chunk, "chromium closed the DevTools pipe"
+                self._buf += chunk
+            raw, self._buf = self._buf.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._id:
+                assert "error" not in reply, reply["error"]
+                return reply["result"]
+
+    def open(self, url: str) -> None:
+        self.send("Page.navigate", {"url": url})
+        for _ in range(100):
+            if self.eval("document.readyState") == "complete":
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{url} did not load")
+
+    def eval(self, expression: str):
+        return self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})["result"].get("value")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._out)
+        os.close(self._in)
+
+
+def test_cohort_table_fits_a_1400_px_window_and_sorts_on_click(report, tmp_path):
+    _chromium()
+    browser = DevTools(tmp_path)
+    try:
+        browser.open((report / "report.html").as_uri())
+        page_width, window = browser.eval("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert window == 1400 and page_width <= window, page_width
+        table, container = browser.eval("[document.getElementById('cases').scrollWidth,"
+                                        " document.querySelector('.wrap').clientWidth]")
+        assert table > container  # 23 columns: the table scrolls inside its container, the page does not
+        rows = "Array.from(document.querySelectorAll('#cases tbody tr')).map(r => r.id)"
+        header = "Array.from(document.querySelectorAll('#cases th')).find(h => h.dataset.col === 'dice_WT')"
+        browser.eval(f"{header}.click()")
+        assert browser.eval(rows) == ["caseB", "caseA", "caseC", "caseD"]  # ascending, no Dice last
+        browser.eval(f"{header}.click()")
+        assert browser.eval(rows) == ["caseC", "caseA", "caseB", "caseD"]
+        assert browser.eval(f"{header}.getAttribute('aria-sort')") == "descending"
+    finally:
+        browser.close()

@@ -33,7 +33,7 @@ if(col){Array.prototype.forEach.call(t.tHead.rows[0].cells,function(h,i){
 if(h.getAttribute('data-col')===col)sortBy(i,q.get('desc')==='1');});}
 })();"""
 
-TABLE_CSS = """.wrap{max-width:1360px;overflow-x:auto;border:1px solid #ddd}#cases{font-size:11px}
+TABLE_CSS = """.wrap{max-width:100%;max-height:80vh;overflow:auto;border:1px solid #ddd}#cases{font-size:11px}
 #cases th{cursor:pointer;position:sticky;top:0;white-space:nowrap}#cases td.flags{min-width:14em;max-width:24em;
 text-align:left;color:#a00}#cases td.warn{max-width:22em;text-align:left;color:#a60;font-size:10px}
 #cases img{width:48px;height:48px}"""
