@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -99,6 +100,12 @@ def _init_worker(threads: int, run_pid: int) -> None:
     if not process_alive(run_pid):
         os._exit(1)  # the run died while this worker was starting
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # progress bars share a thread lock, not tqdm's default semaphore, which a killed worker
+        from tqdm import tqdm  # would leave behind ("leaked semaphore" warnings after a stop)
+
+        tqdm.set_lock(threading.RLock())
+    except ImportError:  # pragma: no cover
+        pass
     torch.set_num_threads(threads)
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
@@ -211,14 +218,14 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     result named ``report`` (the cases' outputs stand).
     """
     rows = load_samplesheet(Path(samplesheet))
+    out = Path(out)
+    check_writable_folder(out)  # before the models are loaded, not after every case failed
     models = [Path(m) for m in models]
     threshold = check_models(models)
     check_atlas(rows, atlas)
     from .model_io import resolve_device
 
     resolve_device(device)  # --device cuda without CUDA stops here, before any case starts
-    out = Path(out)
-    check_writable_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     opts = RunOptions(models=[m.resolve() for m in models], out=out.resolve(), tta=int(tta), device=device,
                       atlas=atlas, label_convention=str(label_convention), et_threshold=threshold or 0,
