@@ -228,9 +228,11 @@ def test_sigkill_at_seeded_points_then_rerun_gives_identical_outputs(cohort, ref
             assert len(proc.tree) >= 1  # the fork server and the worker were seen
             alive = proc.survivors()
             assert alive == [], f"processes of the killed run outlived it: {alive} (kill at {events[index][0]})"
+            assert (out / ".gliocascade.lock").exists()  # stale now: the next run must take it over
     final = finished(args, tmp_path / "final.log")
     assert final.p.returncode == 0, final.output()
     assert _leftovers(out) == []
+    assert not (out / ".gliocascade.lock").exists()  # a run that ends removes its lock
     want, got = _outputs(reference), _outputs(out)
     assert sorted(got) == sorted(want)
     assert [k for k in want if got[k] != want[k]] == [], f"kill plan {plan} (seed {SEED})"
@@ -298,11 +300,13 @@ def test_second_run_on_the_same_out_is_refused_and_a_stale_lock_is_taken_over(co
     assert holder_ran_throughout, "the first run ended before the second was refused"
     assert refused_in < 60, refused_in
 
-    assert (out / ".gliocascade.lock").exists()  # left by the killed run: stale, not blocking
-    rerun = finished(_run_args(cohort, random_tiny_model, out), tmp_path / "c.log")
-    assert rerun.p.returncode == 0, rerun.output()
-    assert _leftovers(out) == []
-    assert _outputs(out) == _outputs(reference)
+    lock = out / ".gliocascade.lock"
+    assert f"pid {holder.pid} " in lock.read_text()  # left by the killed run: stale, must not block
+    with started(_run_args(cohort, random_tiny_model, out), tmp_path / "c.log") as rerun:
+        # it takes the lock over and goes on to work (the resume itself: the SIGKILL test above)
+        assert rerun.wait_for(lambda: "unfinished leftover" in rerun.output()), rerun.output()
+        assert f"pid {rerun.pid} " in lock.read_text()
+        assert "taking over" in rerun.output() and f"pid {holder.pid} " in rerun.output()
 
 
 # --------------------------------------------------------------------------- finding 6: unwritable output
@@ -339,7 +343,6 @@ def test_read_only_out_is_refused_before_any_work(cohort, random_tiny_model, tmp
         calls = {
             "run": _run_args(cohort, random_tiny_model, ro),
             "predict": ["predict", "--case", broken, "--model", random_tiny_model, "--out", ro, *FAST],
-            "predict --cases": ["predict", "--cases", broken.parent, "--model", random_tiny_model, "--out", ro, *FAST],
             "preprocess": ["preprocess", "--case-id", "x", "--out", ro,
                            *[a for m in ("t1", "t1ce", "t2", "flair") for a in (f"--{m}", tmp_path / f"no_{m}.nii.gz")]],
         }
@@ -413,17 +416,20 @@ def test_predict_cases_killed_then_rerun_skips_finished_cases_and_matches(cohort
         return lambda: (out / cid).is_dir() and any(".part" in p.name for p in (out / cid).iterdir())
 
     def predicting(i: int):  # the previous case was published: kill during this one's inference
-        return lambda: i == 0 or (out / ids[i - 1] / f"{ids[i - 1]}_pred.nii.gz").exists()
+        return lambda: (out / ids[i - 1] / f"{ids[i - 1]}_pred.nii.gz").exists()
 
-    plan = [(predicting(i), rng.uniform(0.05, 0.6)) if rng.random() < 0.5 else (writing(cid), rng.uniform(0, 0.01))
-            for i, cid in enumerate(ids)]
+    # two seeded kill points, in the order a run meets them: one while a case predicts, one while one writes
+    points = sorted([(rng.randrange(1, len(ids)), 0), (rng.randrange(len(ids)), 1)])
+    plan = [(predicting(i), rng.uniform(0.05, 0.6)) if kind == 0 else (writing(ids[i]), rng.uniform(0, 0.01))
+            for i, kind in points]
     for n, (ready, delay) in enumerate(plan):
         with started([*args, "--out", out], tmp_path / f"killed{n}.log") as proc:
             assert proc.wait_for(ready), proc.output()
             time.sleep(delay)
             proc.p.send_signal(signal.SIGKILL)
-            proc.p.wait(30)
+            assert proc.p.wait(30) == -signal.SIGKILL, f"predict ended before kill point {n} of {points}"
     kept = {p: p.stat().st_mtime_ns for p in out.rglob("*_pred.nii.gz")}
+    assert kept  # a kill during a case's inference comes after the case before it was published
     final = finished([*args, "--out", out], tmp_path / "final.log")
     assert final.p.returncode == 0, final.output()
     assert _leftovers(out) == []
