@@ -133,6 +133,20 @@ def _outputs(folder: Path) -> dict[str, bytes]:
             if p.is_file() and (p.name.endswith(".nii.gz") or p.name.endswith(".csv"))}
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def appearing(paths: list[Path]):
+    """A test that becomes true when one of ``paths`` is created anew (a killed run's stale one does not count)."""
+    stale = {p: _stamp(p) for p in paths}
+    return lambda: any(_stamp(p) not in (None, stale[p]) for p in paths)
+
+
 def _leftovers(folder: Path) -> list[str]:
     """Staging folders and temporary files: none may survive a finished rerun."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
@@ -219,8 +233,8 @@ def test_sigkill_at_seeded_points_then_rerun_gives_identical_outputs(cohort, ref
     plan = kill_plan(SEED, len(cohort["ids"]))
     for n, (index, delay) in enumerate(plan):
         with started(args, tmp_path / f"killed{n}.log") as proc:
-            later = [path for _, path in events[index:]]
-            assert proc.wait_for(lambda: any(p.exists() for p in later)), (events[index][0], proc.output())
+            reached = appearing([path for _, path in events[index:]])  # this point, or one after it
+            assert proc.wait_for(reached), (events[index][0], proc.output())
             time.sleep(delay)
             proc.scan()
             proc.p.send_signal(signal.SIGKILL)
@@ -437,3 +451,59 @@ def test_predict_cases_killed_then_rerun_skips_finished_cases_and_matches(cohort
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished cases were skipped, not redone
     for p in kept:
         assert f"{p.name}" in final.output() and "skipped" in final.output()
+
+
+# --------------------------------------------------------------------------- the pieces, in-process
+
+def test_out_lock_refuses_a_second_holder_and_takes_over_a_stale_file(tmp_path):
+    from gliocascade.errors import InputError
+    from gliocascade.run_lock import LOCK_NAME, OutLock
+
+    (tmp_path / LOCK_NAME).write_text("pid 999999 on host gone, started long ago\n")  # a killed run's file
+    with OutLock(tmp_path):
+        held = (tmp_path / LOCK_NAME).read_text()
+        assert held.startswith(f"pid {os.getpid()} on host ")
+        with pytest.raises(InputError) as info:
+            OutLock(tmp_path).acquire()  # a second open file: flock conflicts even within one process
+        message = str(info.value)
+        assert "\n" not in message and LOCK_NAME in message and f"pid {os.getpid()} " in message
+        assert (tmp_path / LOCK_NAME).read_text() == held  # the refused one wrote nothing
+    assert not (tmp_path / LOCK_NAME).exists()  # released: the file goes with the lock
+    with OutLock(tmp_path):
+        pass
+
+
+def test_stop_on_signals_raises_once_and_restores_the_handlers():
+    from gliocascade.lifeline import Interrupted, stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as info:
+        with stop_on_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler interrupts this
+    assert info.value.exit_code == 143 and "rerun the same command" in str(info.value)
+    assert signal.getsignal(signal.SIGTERM) is before
+    with stop_on_signals():  # a second signal while stopping is ignored, not raised again
+        with pytest.raises(Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+
+
+def test_leftovers_are_staging_and_temporaries_only(tmp_path):
+    from gliocascade.leftovers import discard_run_leftovers
+
+    case = tmp_path / "c1"
+    (case / ".partial-predict").mkdir(parents=True)
+    (case / ".partial-predict" / "c1_pred.nii.gz").write_bytes(b"half")
+    (case / ".c1_seg.ab12cd34.part.nii.gz").write_bytes(b"half")
+    (case / "c1_pred.nii.gz").write_bytes(b"done")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / ".report.x1y2z3w4.part.html").write_text("half")
+    (tmp_path / "report" / "summary.csv").write_text("done")
+    (tmp_path / "c2" / ".partial-evaluate").mkdir(parents=True)  # a case with nothing finished
+    removed = discard_run_leftovers(tmp_path, ["c1", "c2"])
+    assert len(removed) == 4
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == ["c1", "c1/c1_pred.nii.gz", "report", "report/summary.csv"]
