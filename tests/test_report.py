@@ -95,6 +95,8 @@ def test_overlays_only_for_the_cases_asked_for(run_dir, tmp_path):
     assert all(f"id='{c}'" in page for c in keep)
     assert "id='phantom003'" not in page
     assert sorted(p.name for p in (tmp_path / "rep" / "cases").iterdir()) == [f"{c}.html" for c in keep]
+    build_report(files[:1], tmp_path / "rep", run_dir, case_ids=keep[:1])  # a page of a dropped case goes
+    assert sorted(p.name for p in (tmp_path / "rep" / "cases").iterdir()) == [f"{keep[0]}.html"]
 
 
 def test_case_page_shows_every_label_colour_through_the_tumour(run_dir, tmp_path):

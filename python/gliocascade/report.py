@@ -299,6 +299,10 @@ def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: l
             page = render_case_page(data, {} if values is None else values.drop("case_id").to_dict(), row.flags)
             write_case_page(out / "cases" / f"{case_id}.html", page)
             row.page = f"cases/{case_id}.html"
+    written = {f"{r.case_id}.html" for r in rows.values() if r.page}
+    for stale in (out / "cases").glob("*.html") if (out / "cases").is_dir() else ():
+        if stale.name not in written:  # a page of a case no longer reported would contradict the cohort page
+            stale.unlink()
     return list(rows.values())
 
 
