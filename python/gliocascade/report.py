@@ -17,7 +17,7 @@ import base64
 import html
 import io as _io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -279,7 +279,9 @@ def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: l
                 bad.append((str(exc.path or case_id), f"no case page: {exc.problem}"))
             else:
                 loaded[case_id] = data
-                facts = data.facts()
+                # The metrics' WT volume when there is one (it may come from the native grid): the
+                # flags then agree with the cohort table, and with a report built from metrics alone.
+                facts = replace(data.facts(), wt_ml=facts.wt_ml) if facts is not None else data.facts()
                 overridden = overridden_checks(data.provenance)
                 row.warnings = data.warnings()
                 row.thumbnail = thumbnail_b64(data.labels, data.t1ce)
