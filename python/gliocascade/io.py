@@ -22,8 +22,9 @@ import pandas as pd
 from .errors import InputError
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
-# Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never only dots.
-CASE_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9._-]+$")
+# Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never a leading dot
+# (a hidden folder, and '.' or '..'). Ids differing only in case are refused by read_samplesheet.
+CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 # Names the run's output tree uses for itself, so no case may take them.
 RESERVED_CASE_IDS = ("report",)
 # BraTS 2023 file suffixes for each modality (and the segmentation).
@@ -95,19 +96,122 @@ def same_grid(affine_a: np.ndarray, shape_a: tuple, affine_b: np.ndarray, shape_
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=tol_mm, rtol=0)
 
 
+def _spacing_text(affine: np.ndarray) -> str:
+    return "x".join(f"{v:.3g}" for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
+
+
+def _codes_text(affine: np.ndarray) -> str:
+    return "".join(c or "?" for c in nib.aff2axcodes(affine))
+
+
+def grid_difference(shape: tuple, affine: np.ndarray, ref_shape: tuple, ref_affine: np.ndarray,
+                    ref_name: str) -> str:
+    """What differs between a grid and a reference grid, in words a user can act on.
+
+    Equal shapes hide the difference in the affine: another patient's image on a grid of the
+    same size differs in orientation (axis codes) or position, so that is what is said.
+    """
+    shape, ref_shape = tuple(int(s) for s in shape), tuple(int(s) for s in ref_shape)
+    size, ref_size = _spacing_text(affine), _spacing_text(ref_affine)
+    if shape != ref_shape or size != ref_size:
+        return f"grid {shape} at {size} mm differs from {ref_name} {ref_shape} at {ref_size} mm"
+    codes, ref_codes = _codes_text(affine), _codes_text(ref_affine)
+    if codes != ref_codes:
+        return (f"grid {shape} in {codes} orientation differs from {ref_name} in {ref_codes} (same shape: "
+                "another exam's or another patient's image?)")
+    shift = float(np.linalg.norm(np.asarray(affine)[:3, 3] - np.asarray(ref_affine)[:3, 3]))
+    how = f"origin {shift:.3g} mm away" if shift > 1e-3 else "axes rotated"
+    return f"grid {shape}: affine differs from {ref_name} ({how}; same shape, voxel size and orientation {codes})"
+
+
 def check_same_grid(ref_path: str | Path, ref: tuple[np.ndarray, np.ndarray],
                     other_path: str | Path, other: tuple[np.ndarray, np.ndarray]) -> None:
     """Raise an InputError naming ``other_path`` when (array, affine) pairs are on different grids."""
     (a, aff_a), (b, aff_b) = ref, other
     if not same_grid(aff_a, a.shape, aff_b, b.shape):
-        raise InputError(other_path, f"grid {b.shape} differs from {Path(ref_path).name} {a.shape} "
-                                     "(shape or affine differ by more than 1e-3 mm)")
+        raise InputError(other_path, grid_difference(b.shape, aff_b, a.shape, aff_a, str(ref_path)))
+
+
+def check_one_grid(images: dict[str, Path], grids: dict[str, tuple[tuple, np.ndarray]]) -> None:
+    """Refuse modalities on different grids, naming the odd one out (the file whose grid differs
+    from the majority's), or both files when there is no majority."""
+    groups: list[list[str]] = []
+    for mod, (shape, affine) in grids.items():
+        group = next((g for g in groups if same_grid(affine, shape, grids[g[0]][1], grids[g[0]][0])), None)
+        if group is None:
+            groups.append([mod])
+        else:
+            group.append(mod)
+    if len(groups) == 1:
+        return
+    groups.sort(key=len, reverse=True)
+    major, odd = groups[0], groups[1][0]
+    if len(major) > len(groups[1]):
+        ref_name = f"the other modalities ({', '.join(major)})"
+    else:  # no majority: both files are named, neither is blamed
+        ref_name = str(images[major[0]])
+    shape, affine = grids[odd]
+    raise InputError(images[odd], grid_difference(shape, affine, *grids[major[0]], ref_name))
+
+
+def check_distinct_files(images: dict[str, Path | None]) -> None:
+    """Refuse one file given for two modalities (same path or same bytes): they cannot be one exam."""
+    by_path: dict[Path, list[str]] = {}
+    for mod in MODALITIES:
+        p = images.get(mod)
+        if p is not None and Path(p).is_file():
+            by_path.setdefault(Path(p).resolve(), []).append(mod)
+    for path, mods in by_path.items():
+        if len(mods) > 1:
+            raise InputError(images[mods[0]], f"the same file is given for {', '.join(mods)}; each modality "
+                                              "needs its own image")
+    first_by_content: dict[tuple[int, str], str] = {}
+    sizes = [p.stat().st_size for p in by_path]
+    for path, (mod,) in by_path.items():
+        if sizes.count(path.stat().st_size) < 2:
+            continue  # a unique size cannot repeat another file's content
+        from .provenance import sha256_file
+
+        key = (path.stat().st_size, sha256_file(path))
+        if key in first_by_content:
+            other = first_by_content[key]
+            raise InputError(images[mod], f"same content as {images[other]} ({other}); each modality needs "
+                                          "its own image")
+        first_by_content[key] = mod
+
+
+# Brain outlines (non-zero voxels) of the modalities of one skull-stripped exam coincide: Dice >= 0.999
+# on the two real BraTS-space cases, our preprocessed TCGA exam and every phantom. Another patient's
+# image does not: 0.886-0.944 between phantoms of different seeds, 0.89 between the two real cases.
+# Below this Dice the modality is refused (images that are not skull-stripped are non-zero nearly
+# everywhere, so they always pass: the check cannot tell exams apart there).
+OUTLINE_DICE_MIN = 0.97
+
+
+def check_one_exam(images: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
+    """Refuse a modality that is identical to another or whose brain outline is not T1Gd's
+    (another patient's image, or one co-registered to another exam)."""
+    for i, a in enumerate(MODALITIES):
+        for b in MODALITIES[i + 1:]:
+            if np.array_equal(arrays[a], arrays[b]):
+                raise InputError(images[b], f"same voxels as {images[a]} ({a}); each modality needs its own image")
+    ref = arrays["t1ce"] != 0
+    for mod in MODALITIES:
+        if mod == "t1ce":
+            continue
+        outline = arrays[mod] != 0
+        score = 2.0 * np.count_nonzero(ref & outline) / (np.count_nonzero(ref) + np.count_nonzero(outline))
+        if score < OUTLINE_DICE_MIN:
+            raise InputError(images[mod], f"brain outline (non-zero voxels) overlaps T1Gd's with Dice {score:.3f} "
+                                          f"< {OUTLINE_DICE_MIN}: not the same exam as {images['t1ce']} "
+                                          "(another patient's image, or a failed co-registration?)")
 
 
 def read_modalities(images: dict[str, Path], case_id: str, brainmask: str | Path | None = None
                     ) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
     """The four modalities of a case stacked (4, X, Y, Z) float32, its brain mask (bool) or None,
-    and T1Gd's (array, affine); every file is checked to be finite and on T1Gd's grid.
+    and T1Gd's (array, affine); every file is checked to be finite, not all zero, on one grid,
+    and of one exam (four different images whose brain outlines agree).
 
     The one reader of a case's images, for training and inference alike.
     """
@@ -115,19 +219,20 @@ def read_modalities(images: dict[str, Path], case_id: str, brainmask: str | Path
     if missing:
         where = Path(images["t1ce"]).parent / f"{case_id}_{missing[0]}.nii.gz" if images.get("t1ce") else None
         raise InputError(where, f"modality {missing[0]} missing for case {case_id}")
-    ref_path = Path(images["t1ce"])
-    ref = read_image(ref_path)
-    arrays = []
+    check_distinct_files(images)
+    read = {mod: read_image(images[mod]) for mod in MODALITIES}
     for mod in MODALITIES:
-        img = ref if mod == "t1ce" else read_image(images[mod])
-        check_same_grid(ref_path, ref, images[mod], img)
-        arrays.append(img[0])
+        if not read[mod][0].any():
+            raise InputError(images[mod], "image is all zero (no brain to segment)")
+    check_one_grid(images, {mod: (arr.shape, aff) for mod, (arr, aff) in read.items()})
+    check_one_exam(images, {mod: arr for mod, (arr, _) in read.items()})
+    ref_path, ref = Path(images["t1ce"]), read["t1ce"]
     mask = None
     if brainmask is not None:
         m = read_image(brainmask)
         check_same_grid(ref_path, ref, brainmask, m)
         mask = m[0] > 0
-    return np.stack(arrays), mask, ref
+    return np.stack([read[mod][0] for mod in MODALITIES]), mask, ref
 
 
 def read_json_object(path: str | Path, what: str) -> dict:
@@ -364,6 +469,8 @@ def _cell(row: pd.Series, col: str) -> str:
 def read_samplesheet_table(path: str | Path) -> pd.DataFrame:
     """The samplesheet as a table of stripped strings (a UTF-8 byte-order mark is ignored)."""
     path = Path(path)
+    if path.is_dir():
+        raise SamplesheetError(path, "is a folder, not a samplesheet CSV file")
     if not path.is_file():
         raise SamplesheetError(path, "samplesheet not found")
     try:
@@ -372,6 +479,12 @@ def read_samplesheet_table(path: str | Path) -> pd.DataFrame:
         raise SamplesheetError(path, f"not a readable CSV ({exc})") from None
     df.columns = [str(c).strip() for c in df.columns]
     return df
+
+
+def case_collision(case_id: str, first: str, first_line: int) -> str:
+    """The message for ids that differ only in case: one output folder on macOS and Windows."""
+    return (f"{case_id!r} differs from {first!r} only in case (row {first_line}); their output folders "
+            "would be one on a case-insensitive file system")
 
 
 def read_samplesheet(path: str | Path) -> list[SampleRow]:
@@ -401,6 +514,7 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
         raise SamplesheetError(path, "samplesheet has no rows")
     base = path.parent
     seen: dict[str, int] = {}
+    folded: dict[str, tuple[str, int]] = {}
     rows: list[SampleRow] = []
     for i, row in df.iterrows():
         line = int(i) + 2  # header is line 1
@@ -410,10 +524,13 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
             raise SamplesheetError(path, f"{where}, column case_id: empty case_id")
         if not CASE_ID_PATTERN.match(cid) or cid in RESERVED_CASE_IDS:
             raise SamplesheetError(path, f"{where}, column case_id: {cid!r} may contain only letters, digits, '-', '_', "
-                                         f"'.' (not only dots, not {', '.join(RESERVED_CASE_IDS)})")
+                                         f"'.' (not starting with '.', not {', '.join(RESERVED_CASE_IDS)})")
         if cid in seen:
             raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r} (first on row {seen[cid]})")
+        if cid.casefold() in folded:
+            raise SamplesheetError(path, f"{where}, column case_id: {case_collision(cid, *folded[cid.casefold()])}")
         seen[cid] = line
+        folded[cid.casefold()] = (cid, line)
         space = _cell(row, "space") or "native"
         if space not in ("native", "brats"):
             raise SamplesheetError(path, f"{where}, column space: {space!r} is not 'native' or 'brats'")

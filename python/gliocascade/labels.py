@@ -28,6 +28,19 @@ def allowed_labels(convention: str | int = "2019") -> set[int]:
     return {0, *_convention(convention).values()}
 
 
+# A map of hundreds of values (an intensity image given as labels) is named by its count and first few.
+SHOWN_LABEL_VALUES = 5
+
+
+def _outside_text(bad: list[int], convention: str | int) -> str:
+    allowed = sorted(allowed_labels(convention))
+    if len(bad) <= SHOWN_LABEL_VALUES:
+        return f"label values {bad} are outside the BraTS {convention} convention {allowed}"
+    first = ", ".join(str(v) for v in bad[:SHOWN_LABEL_VALUES])
+    return (f"{len(bad)} label values outside the BraTS {convention} convention {allowed} "
+            f"({first}, ...; an intensity image given as labels?)")
+
+
 def validate_labels(labels: np.ndarray, convention: str | int = "2019",
                     path: str | Path | None = None) -> np.ndarray:
     """Return the map as uint8, refusing NaN, non-integers and values outside the convention.
@@ -47,8 +60,7 @@ def validate_labels(labels: np.ndarray, convention: str | int = "2019",
     values = set(np.unique(arr.ravel(order="K")).astype(np.int64).tolist())
     bad = sorted(values - allowed_labels(convention))
     if bad:
-        raise InputError(path, f"label values {bad} are outside the BraTS {convention} convention "
-                               f"{sorted(allowed_labels(convention))}")
+        raise InputError(path, _outside_text(bad, convention))
     return arr.astype(np.uint8)
 
 

@@ -28,7 +28,7 @@ import SimpleITK as sitk
 from . import registration as reg
 from .atlas import atlas_release, locate_atlas
 from .errors import InputError
-from .io import MODALITIES, brats_affine, write_image, write_labels
+from .io import MODALITIES, brats_affine, check_distinct_files, write_image, write_labels
 from .provenance import sha256_file, write_provenance
 from .resample import as_affine, bounding_box, compose, field_of_view, resample, to_brats
 from .skullstrip import METHODS, check_plausible, plugin_mask, refine_atlas_mask
@@ -172,6 +172,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
     if atlas_via not in ATLAS_ROUTES:
         raise InputError(None, f"unknown atlas route {atlas_via!r} (choose from {ATLAS_ROUTES})")
     paths = {m: Path(images[m]) for m in MODALITIES}
+    check_distinct_files(paths)  # one file twice co-registers perfectly with itself: refuse it first
     previous_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
     if backend == "ants":

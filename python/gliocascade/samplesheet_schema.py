@@ -45,6 +45,28 @@ def _unique_entries(validator: Any, fields: list[str], instance: Any, schema: di
                 first[value] = i
 
 
+def case_collisions(rows: list[dict[str, str]]) -> list[tuple[int, str]]:
+    """(row index, message) for each case_id equal to an earlier one but for case.
+
+    ``uniqueEntries`` compares exactly, but C1 and c1 name one output folder on a case-insensitive
+    file system (macOS, Windows), so `run` refuses them as `io.read_samplesheet` does. This rule is
+    ours: nf-schema does not apply it in the Nextflow door.
+    """
+    from .io import case_collision
+
+    first: dict[str, tuple[str, int]] = {}
+    out = []
+    for i, row in enumerate(rows):
+        cid = row.get("case_id")
+        if not isinstance(cid, str):
+            continue
+        key = cid.casefold()
+        if key in first and first[key][0] != cid:
+            out.append((i, case_collision(cid, *first[key])))
+        first.setdefault(key, (cid, i + 2))
+    return out
+
+
 def make_validator(schema: dict[str, Any] | None = None) -> jsonschema.protocols.Validator:
     """A draft 2020-12 validator for ``schema`` (default: the packaged one) with ``uniqueEntries``."""
     schema = load_schema() if schema is None else schema
@@ -96,11 +118,14 @@ def schema_errors(rows: list[dict[str, str]], schema: dict[str, Any] | None = No
     validator = make_validator(schema)
     errors = sorted(validator.iter_errors(rows),
                     key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in e.absolute_path])
-    out = []
+    found = []
     for err in errors:
         where = _where(err)
-        out.append(f"{where}: {_message(err)}" if where else _message(err))
-    return out
+        row = err.absolute_path[0] if err.absolute_path and isinstance(err.absolute_path[0], int) else -1
+        found.append((row, f"{where}: {_message(err)}" if where else _message(err)))
+    if schema is None:  # the packaged schema's case_id rule goes beyond what JSON Schema can say
+        found += [(i, f"row {i + 2}, column case_id: {m}") for i, m in case_collisions(rows)]
+    return [m for _, m in sorted(found, key=lambda f: f[0])]
 
 
 def validate_samplesheet(path: str | Path) -> list[dict[str, str]]:
