@@ -80,6 +80,16 @@ def cases_from_samplesheet(path: str | Path, label_convention: str | None = None
     return cases
 
 
+def refuse_implausible_reference(seg: Path, labels: np.ndarray, convention: str, brain: np.ndarray) -> None:
+    """A model learns what it is shown: a reference filling the image or the brain box, or lying
+    outside the brain, stops training (metrics.reference_qc, whose limits are documented there)."""
+    from .metrics import reference_qc
+
+    qc = reference_qc(labels, convention, brain)
+    if qc["decision"] == "fail":
+        raise InputError(seg, f"implausible reference: {'; '.join(qc['reasons'])}; refusing to train on it")
+
+
 def load_volume(case: Case, orientation: str = "LPS") -> Volume:
     """Read, check (same grid, labels of the convention), reorient and normalise one case.
 
@@ -96,6 +106,8 @@ def load_volume(case: Case, orientation: str = "LPS") -> Volume:
         lab = read_labels(case.seg, case.label_convention)
         check_same_grid(case.images["t1ce"], ref, case.seg, (lab[0], lab[1]))
         labels = lab[0]
+        # where the images have data, whatever mask z-scores them: a tumour must lie there
+        refuse_implausible_reference(case.seg, labels, case.label_convention, np.all(stacked != 0, axis=0))
     try:
         stacked, mask, labels = (None if a is None else to_orientation(a, ref[1], orientation)
                                  for a in (stacked, mask, labels))
