@@ -7,6 +7,7 @@ nothing of itself behind. Steps call the other modules' functions, never re-impl
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import InputError
 from .io import MODALITIES, SampleRow
@@ -228,9 +229,12 @@ def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
 
     stage = _fresh_staging(paths, "evaluate")
     # evaluate picks the labels on the reference's grid (native or BraTS), as in the Nextflow door
+    # a BraTS row's images give the brain, so an implausible reference is also judged against it
+    brats = row.space == "brats" and not needs_convert(row)
     code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
                             pred_labels=opts.label_convention, gt_labels=row.label_convention,
-                            pred_native=paths.seg_native if paths.seg_native.exists() else None)
+                            pred_native=paths.seg_native if paths.seg_native.exists() else None,
+                            brain_images=row.images if brats else None)
     if code:
         raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
     _publish_files(stage, paths.root, paths.metrics.name)
@@ -281,6 +285,42 @@ def _cleanup_after_failure(paths: CasePaths, step: str) -> None:
         pass
 
 
+def check_inputs(row: SampleRow) -> None:
+    """Read and check every input file of a row before its first step, so that a bad file fails
+    the case before any output exists. The failure is reported at the step that reads the file
+    (predict or preprocess for images, evaluate for the seg), as the Nextflow door reports it.
+
+    Images: not one file twice, readable, 3D, finite, not all zero; for a space=brats row also one
+    grid and one exam (io.read_modalities) and the brain mask on T1Gd's grid. The seg: labels of
+    its convention, and for a space=brats row on T1Gd's grid.
+    """
+    from .io import check_distinct_files, check_same_grid, read_image, read_labels, read_modalities
+
+    files = {m: p for m, p in row.images.items() if not _is_series_folder(p)}
+    brats = row.space == "brats" and not needs_convert(row)
+    with _reported_at("predict" if brats else "preprocess"):
+        check_distinct_files(files)
+        if brats:
+            ref = read_modalities(row.images, row.case_id, row.brainmask)[2]
+        for path in ([] if brats else files.values()):  # raw exams: each on its own grid until preprocess
+            if not read_image(path)[0].any():
+                raise InputError(path, "image is all zero")
+    if row.seg is not None:
+        with _reported_at("evaluate"):
+            labels, affine = read_labels(row.seg, row.label_convention)
+            if brats:  # a native row's seg lies on the native T1Gd grid or the BraTS grid: evaluate picks
+                check_same_grid(row.images["t1ce"], ref, row.seg, (labels, affine))
+
+
+@contextlib.contextmanager
+def _reported_at(step: str) -> Iterator[None]:
+    """Turn an InputError into the failure of ``step`` (one line naming the file)."""
+    try:
+        yield
+    except InputError as exc:
+        raise StepFailed(step, str(exc)) from exc
+
+
 def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
     """Run every step of one case that has not run yet; never raises (the failure is in the result)."""
     t0 = time.time()
@@ -290,6 +330,8 @@ def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
     try:
         if row.problems:
             raise StepFailed("inputs", "; ".join(row.problems))
+        if not paths.metrics.exists():  # something to do: every input is checked before the first step
+            check_inputs(row)
         paths.root.mkdir(parents=True, exist_ok=True)
         images = dict(row.images)
         if needs_convert(row):
