@@ -48,7 +48,8 @@ def _call(module: str, function: str, **kwargs: Any) -> None:
     except InputError as exc:
         _refuse(str(exc), kwargs.get("case_id"))
     except OSError as exc:  # e.g. an output path under a file, or a folder where a file must go
-        where = exc.filename if exc.filename is not None else "?"
+        # an error that names no file (gzip's write errors) is reported with what the step was writing
+        where = exc.filename if exc.filename is not None else (kwargs.get("out") or "?")
         _refuse(f"{where}: {exc.strerror or exc}", kwargs.get("case_id"))
     except Interrupted as exc:  # SIGTERM or Ctrl-C stopped a run cleanly: say how to resume
         click.echo(f"error: {exc}", err=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -96,20 +97,35 @@ def save_weights(path: str | Path, state: dict[str, Any], config: dict[str, Any]
     return path
 
 
+def _first_line(exc: Exception) -> str:
+    """The first line of a library error, never PyTorch's advice to load with weights_only off."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    first = re.sub(r"\x1b\[[0-9;]*m", "", lines[0]) if lines else type(exc).__name__
+    return "see the file's origin" if "weights_only" in first or "trust" in first.lower() else first
+
+
+def _pickled_text(exc: Exception) -> str:
+    """Why a weights-only load refused a file, naming the Python object it would have created."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    what = f" ({found.group(1)})" if found else ""
+    return (f"refused: the file holds pickled Python objects{what}, not only tensors; it was not unpickled, "
+            "and a gliocascade checkpoint never needs it")
+
+
 def load_weights(path: str | Path, config: dict[str, Any] | None = None,
                  map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a weights file with ``weights_only=True``; refuse pickled objects, corruption, other configs."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a weights file")
     if not path.is_file():
         raise InputError(path, "weights file not found")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(path, f"refused: not a plain tensor checkpoint ({first})") from None
+        raise InputError(path, _pickled_text(exc)) from None
     except Exception as exc:  # zip/stream errors of truncated or corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(path, f"corrupt or unreadable checkpoint ({type(exc).__name__}: {first})") from None
+        raise InputError(path, f"corrupt or unreadable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(state, dict) or "model" not in state or "network_config" not in state:
         raise InputError(path, "not a gliocascade checkpoint (no model weights or network config)")
     if config is not None:
@@ -125,8 +141,9 @@ def load_weights(path: str | Path, config: dict[str, Any] | None = None,
 
 
 def write_model_json(folder: str | Path, config: dict[str, Any], card: dict[str, Any],
-                     checkpoint: str | None, snapshots: list[str]) -> Path:
-    """(Re)write model.json atomically with the sha256 of every weight file named.
+                     checkpoint: str | None, snapshots: list[str], known_sha256: dict[str, str] | None = None) -> Path:
+    """(Re)write model.json atomically with the sha256 of every weight file named (``known_sha256``:
+    hashes the caller computed when it wrote the files, so they are not read again).
 
     The card's ``orientation`` (the axis codes of the training arrays; default LPS, the BraTS
     storage order) goes to the top level, beside the label convention.
@@ -145,7 +162,7 @@ def write_model_json(folder: str | Path, config: dict[str, Any], card: dict[str,
     files = ([checkpoint] if checkpoint else []) + list(snapshots)
     doc["checkpoint"] = checkpoint
     doc["snapshots"] = list(snapshots)
-    doc["sha256"] = {rel: sha256_file(folder / rel) for rel in files}
+    doc["sha256"] = {rel: (known_sha256 or {}).get(rel) or sha256_file(folder / rel) for rel in files}
     with atomic_path(folder / MODEL_JSON) as tmp:
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     return folder / MODEL_JSON
@@ -189,6 +206,23 @@ def read_model_json(folder: str | Path) -> dict[str, Any]:
     return doc
 
 
+def verified_weights(folder: str | Path, doc: dict[str, Any], rel: str, also: tuple[str, ...] = ()) -> Path:
+    """The path of weight file ``rel`` once its sha256 matches model.json (or one of ``also``);
+    nothing is read by torch before this check, so a changed file is never loaded."""
+    folder = Path(folder)
+    path = folder / rel
+    want = doc["sha256"].get(rel)
+    if want is None and not also:
+        raise InputError(folder / MODEL_JSON, f"no sha256 recorded for {rel}")
+    if path.is_dir():
+        raise InputError(path, "is a folder, not a weights file (model.json lists it as one)")
+    if not path.is_file():
+        raise InputError(path, "weights file listed in model.json is missing")
+    if sha256_file(path) not in {want, *also}:
+        raise InputError(path, "sha256 does not match model.json (file changed or corrupt)")
+    return path
+
+
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model folder: hashes checked, weights-only loading, snapshots in order (else the checkpoint)."""
     from .networks import build_cascade
@@ -202,14 +236,7 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Loaded
         raise InputError(folder / MODEL_JSON, "model.json names no weight files")
     networks = []
     for rel in names:
-        path = folder / rel
-        want = doc["sha256"].get(rel)
-        if want is None:
-            raise InputError(folder / MODEL_JSON, f"no sha256 recorded for {rel}")
-        if not path.is_file():
-            raise InputError(path, "weights file listed in model.json is missing")
-        if sha256_file(path) != want:
-            raise InputError(path, "sha256 does not match model.json (file changed or corrupt)")
+        path = verified_weights(folder, doc, rel)
         state = load_weights(path, config, map_location="cpu")
         net = build_cascade(config)
         try:

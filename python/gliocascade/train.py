@@ -26,8 +26,9 @@ from .io import Case, atomic_path
 from .losses import cascade_loss
 from .metrics import dice
 from .model_card import is_phantom
-from .model_io import (CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights,
-                       write_model_json)
+from .model_io import (CHECKPOINT, MODEL_JSON, SNAPSHOT_DIR, load_weights, read_model_json, resolve_device,
+                       save_weights, verified_weights, write_model_json)
+from .provenance import sha256_file
 from .networks import build_cascade
 from .orientation import BRATS_ORIENTATION
 
@@ -153,7 +154,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
     if resume:
         if not ckpt_path.is_file():
             raise InputError(ckpt_path, "nothing to resume: no checkpoint")
-        state = load_weights(ckpt_path, cfg)
+        state = load_weights(verified_checkpoint(out), cfg)
         epochs = int(epochs or state["epochs"])
         seed = int(state["seed"])
     elif ckpt_path.exists():
@@ -189,6 +190,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
         log_rows = _read_log(out / "train_log.csv", start)
     out.mkdir(parents=True, exist_ok=True)
     (out / SNAPSHOT_DIR).mkdir(exist_ok=True)
+    hashes: dict[str, str] = {}  # sha256 of the weight files this run wrote, for model.json
     with atomic_path(out / "split.json") as tmp:
         tmp.write_text(json.dumps(split, indent=2) + "\n")
 
@@ -239,18 +241,50 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
         log.info("epoch %d/%d loss %.4f %s", epoch + 1, epochs, row["loss"], _validation_text(val))
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         if epoch + 1 > epochs - keep:
-            save_weights(out / SNAPSHOT_DIR / f"{epoch + 1:03d}.pt", {"model": weights, "epoch": epoch + 1}, cfg)
+            snap = save_weights(out / SNAPSHOT_DIR / f"{epoch + 1:03d}.pt", {"model": weights, "epoch": epoch + 1}, cfg)
+            hashes[f"{SNAPSHOT_DIR}/{snap.name}"] = sha256_file(snap)
         checkpoint = {"model": weights, "optimizer": opt.state_dict(), "epoch": epoch + 1, "epochs": epochs,
                       "seed": seed, "scheduler": {"epoch": epoch + 1, "lr": lr, "warmup_epochs": cfg["warmup_epochs"],
                                                   "power": cfg["poly_power"], "base_lr": cfg["lr"]},
                       "rng": rng_state(np_rng), "split": json.dumps(split)}
-        save_weights(ckpt_path, checkpoint, cfg)
         _write_log(out / "train_log.csv", log_rows)
         snaps = sorted(p.name for p in (out / SNAPSHOT_DIR).glob("*.pt")
                        if epochs - keep < int(p.stem) <= epoch + 1)
         card["val_dice"] = {r: (None if np.isnan(v) else v) for r, v in zip(("WT", "TC", "ET"), val)}  # strict JSON
-        write_model_json(out, cfg, card, CHECKPOINT, [f"{SNAPSHOT_DIR}/{n}" for n in snaps])
+        _put_checkpoint(out, checkpoint, cfg, card, [f"{SNAPSHOT_DIR}/{n}" for n in snaps], hashes)
     return out
+
+
+PENDING_CHECKPOINT = ".checkpoint.pending.pt"
+PENDING_KEY = "checkpoint_pending_sha256"
+
+
+def _put_checkpoint(out: Path, checkpoint: dict[str, Any], cfg: dict[str, Any], card: dict[str, Any],
+                    snaps: list[str], hashes: dict[str, str]) -> None:
+    """Put the epoch's checkpoint in place so that model.json always holds the sha256 of the
+    checkpoint there, even when training is killed between two writes (resume checks it).
+
+    The new checkpoint is written beside, model.json records its hash as pending, the file is
+    renamed into place, and model.json records it as the checkpoint.
+    """
+    pending = save_weights(out / PENDING_CHECKPOINT, checkpoint, cfg)
+    digest = sha256_file(pending)
+    current = CHECKPOINT if (out / CHECKPOINT).is_file() else None
+    write_model_json(out, cfg, {**card, PENDING_KEY: digest}, current, snaps, hashes)
+    pending.replace(out / CHECKPOINT)
+    hashes[CHECKPOINT] = digest
+    write_model_json(out, cfg, card, CHECKPOINT, snaps, hashes)
+
+
+def verified_checkpoint(out: Path) -> Path:
+    """OUT/checkpoint.pt once its sha256 matches model.json (the recorded or the pending one);
+    a checkpoint is never loaded on trust, and never unpickled."""
+    if not (out / MODEL_JSON).is_file():
+        raise InputError(out / MODEL_JSON, "cannot verify the checkpoint: model.json (which holds its sha256) "
+                                           "is missing")
+    doc = read_model_json(out)
+    pending = (doc.get("data_card") or {}).get(PENDING_KEY)
+    return verified_weights(out, doc, CHECKPOINT, also=(pending,) if isinstance(pending, str) else ())
 
 
 def train_command(data: Path | None, samplesheet: Path | None, out: Path, config: str, epochs: int | None,
