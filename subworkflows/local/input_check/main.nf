@@ -14,8 +14,10 @@ workflow INPUT_CHECK {
     samplesheet
 
     main:
+    table = samplesheetToList(samplesheet, "${projectDir}/assets/schema_input.json")
+    refuseCaseCollisions(table)
     rows = channel
-        .fromList(samplesheetToList(samplesheet, "${projectDir}/assets/schema_input.json"))
+        .fromList(table)
         .map { meta, t1, t1ce, t2, flair, dicom_dir, seg, brainmask ->
             def m = meta + [space: meta.space ?: 'native', label_convention: meta.label_convention ?: '2019']
             [m, t1, t1ce, t2, flair, dicom_dir, seg, brainmask]
@@ -43,4 +45,17 @@ workflow INPUT_CHECK {
     transforms = PREPROCESS.out.transforms.mix(rows.brats.map { row -> [row[0], []] })
     references = rows.dicom.mix(rows.native, rows.brats).map { row -> [row[0], row[6] ?: []] }
     failures   = CONVERT.out.refusal.mix(PREPROCESS.out.refusal)
+}
+
+// Case ids that differ only in case collide on case-insensitive file systems: refused, as `run` does.
+def refuseCaseCollisions(table) {
+    def seen = [:]
+    table.each { row ->
+        def id = row[0].id.toString()
+        def key = id.toLowerCase()
+        if (seen.containsKey(key)) {
+            error("samplesheet: case_id '${id}' differs from '${seen[key]}' only in case (they collide on case-insensitive file systems)")
+        }
+        seen[key] = id
+    }
 }
