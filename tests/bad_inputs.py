@@ -12,7 +12,6 @@ of a model folder (model rows). ``{id}`` in a fragment stands for the row's case
 """
 from __future__ import annotations
 
-import gzip
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path

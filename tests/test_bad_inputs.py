@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bad_inputs import CATALOGUE, MODS, SHEET_HEADER, BadInput, Ctx, _sheet, markdown_table, rows
+from bad_inputs import CATALOGUE, MODS, SHEET_HEADER, BadInput, Ctx, markdown_table, rows
 from conftest import ROOT, real_data_dir
 
 SHAPE = (64, 64, 48)

@@ -6,7 +6,6 @@ import logging
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 
 def _unmarked_copy(case, dest):

@@ -6,13 +6,11 @@ import base64
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import pytest
 from scipy import ndimage
 
 from gliocascade.io import brats_affine, read_labels, write_image, write_labels
