@@ -27,6 +27,7 @@ import time
 import math
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
@@ -294,8 +295,11 @@ def prediction_for_reference(pred: Path, pred_native: Path | None, gt: Path | No
     """
     if gt is None or pred_native is None:
         return Path(pred)
-    ref, native = load_nifti(gt), load_nifti(pred_native)
-    if same_grid(native.affine, native.shape, ref.affine, ref.shape):
+    try:  # headers only: evaluate_case reads (and checks) the chosen maps in full
+        ref, native = nib.load(str(gt)), nib.load(str(pred_native))
+    except Exception:  # unreadable: evaluate_case gives the one-line error naming the file
+        return Path(pred_native)
+    if same_grid(native.affine, native.shape[:3], ref.affine, ref.shape[:3]):
         return Path(pred_native)
     return Path(pred)
 
