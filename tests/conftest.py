@@ -110,7 +110,7 @@ def train_tiny(data: Path, out: Path, seed: int = 0) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return train(cases_from_folder(data), out, load_config("tiny"), seed=seed, device="cpu",
+        return train(cases_from_folder(data), out, load_config("tiny"), seed=seed, device="cpu", precision="fp32",
                      progress=False, source=str(data), **TINY_BUDGET)
     finally:
         torch.set_num_threads(threads)

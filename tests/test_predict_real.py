@@ -40,7 +40,8 @@ def test_real_case_paper_cascade(data_dir, paper_model, tmp_path):
     models = load_models([paper_model], "cpu")
     out = tmp_path / "out"
     label_path = predict_case(case.images, case.case_id, models, out, tta=1, device="cpu",
-                              save_probabilities=True, label_convention="2023", cpu_mode="channels_last")
+                              save_probabilities=True, label_convention="2023", cpu_mode="channels_last",
+                              precision="fp32")
     ref = nib.load(case.images["t1ce"])
     pred = nib.load(label_path)
     assert pred.shape == ref.shape == (240, 240, 155)

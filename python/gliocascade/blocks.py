@@ -105,4 +105,5 @@ class EndConv(nn.Module):
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sigmoid(self.conv(x))
+        # float32 sigmoid also under bf16 autocast (a no-op in fp32): probabilities near 0.5 decide labels
+        return self.sigmoid(self.conv(x).float())

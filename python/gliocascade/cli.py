@@ -21,6 +21,9 @@ from .lifeline import Interrupted
 ANY_PATH = click.Path(path_type=Path)
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
 CONVENTION = click.Choice(["2019", "2023"])
+PRECISION = click.Choice(["auto", "fp32", "bf16"])
+PRECISION_HELP = ("Arithmetic of the network: auto = bf16 on CUDA and on CPUs with native bf16 "
+                  "(avx512_bf16, amx_bf16), else fp32.")
 
 
 # A workflow engine that drops a case on exit 2 cannot carry its reason on; with this variable set
@@ -157,7 +160,8 @@ def preprocess(**kw: Any) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--label-convention", type=CONVENTION, help="Convention of the seg files (default: from names).")
-@click.option("--amp/--no-amp", default=None, help="bf16 autocast (default: on for CUDA).")
+@click.option("--precision", type=PRECISION, default="auto", show_default=True,
+              help=PRECISION_HELP + " fp32 master weights and loss either way.")
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Gradient checkpointing of residual blocks.")
 @click.option("--steps-per-epoch", type=click.IntRange(1), help="Crops per epoch (default: one per case).")
 def train(**kw: Any) -> None:
@@ -183,6 +187,7 @@ def train(**kw: Any) -> None:
 @click.option("--save-probabilities", is_flag=True, help="Also write <id>_prob.nii.gz (WT, TC, ET).")
 @click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
               help="Labels written: 2019 (ET = 4) or 2023 (ET = 3).")
+@click.option("--precision", type=PRECISION, default="auto", show_default=True, help=PRECISION_HELP)
 def predict(**kw: Any) -> None:
     """Whole-brain inference with flip TTA and snapshot/model ensembles -> <id>_pred.nii.gz."""
     _call("predict", "predict_command", **kw)
@@ -281,6 +286,7 @@ def report(**kw: Any) -> None:
               help="Parallel cases; each worker gets cores/N threads.")
 @click.option("--tta", type=click.Choice(["1", "2", "4", "8"]), default="8", show_default=True,
               help="predict: axis-flip passes (snapshot i pairs with flip i).")
+@click.option("--precision", type=PRECISION, default="auto", show_default=True, help="predict: " + PRECISION_HELP)
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--atlas", type=ANY_PATH, help="Atlas folder for native-space cases (default: $GLIOCASCADE_ATLAS "
                                            "or fetch-atlas's place).")

@@ -7,7 +7,9 @@ inexactly that on whole-brain volumes (millions of voxels per group) normalised 
 by ~5e-3 and the cascade's probabilities by more than 1e-3. The channels-last path therefore
 swaps GroupNorm for :class:`AccurateGroupNorm` (same parameters, same state dict), whose
 per-channel statistics come from two float32 passes and are combined per group in float64.
-bf16 autocast is not used on CPU: without bf16 instructions it is orders of magnitude slower.
+In bf16 (see :mod:`precision`: chosen where the CPU has native bf16) the convolutions run under
+autocast; the statistics of :class:`AccurateGroupNorm` are still taken in float32 from the bf16
+activations, and the network's sigmoid runs in float32.
 Whole-brain activations are hundreds of MB each; glibc maps and unmaps every such buffer, so each
 new one page-faults in page by page. :func:`reuse_freed_memory` keeps freed memory in the heap
 instead; with it and in-place activations the non-convolution share of a forward fell from ~35 %
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from .inference import Runner, stage2_probabilities
+from .precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,8 @@ class AccurateGroupNorm(nn.GroupNorm):
         dims = tuple(range(2, x.dim()))
         # Two passes (mean, then mean squared deviation): exact to float32 rounding and 2-4x
         # faster than torch.var_mean's Welford kernel on channels-last volumes.
-        mean_c = x.mean(dim=dims, keepdim=True)
+        # float32 statistics also from bf16 activations (autocast): the subtraction promotes
+        mean_c = x.mean(dim=dims, keepdim=True, dtype=torch.float32)
         var_c = (x - mean_c).square_().mean(dim=dims)
         mean_c = mean_c.view(n, c)
         mean_c, var_c = mean_c.double().view(n, g, -1), var_c.double().view(n, g, -1)
@@ -57,7 +61,8 @@ class AccurateGroupNorm(nn.GroupNorm):
         scale = rstd * weight
         shift = bias - mean * scale
         shape = (n, c) + (1,) * len(dims)
-        return torch.addcmul(shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
+        # applied in float32 (the shift cancels the mean: in bf16 its rounding would bias every value)
+        return torch.addcmul(shift.float().view(shape), x, scale.float().view(shape)).to(x.dtype)
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
@@ -101,29 +106,39 @@ def _cuda_bf16_runner(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.float()
 
 
+def _cpu_bf16_runner(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return _channels_last_runner(net, x)
+
+
+def _cpu_bf16_eager_runner(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return stage2_probabilities(net, x)
+
+
 def prepare(networks: list[nn.Module], device: torch.device, cpu_mode: str = "channels_last",
-            amp: bool | None = None) -> Runner:
+            precision: str | Precision = "fp32") -> Runner:
     """Put ``networks`` on ``device`` in the fastest layout and return the matching runner.
 
-    ``cpu_mode`` ``eager`` keeps PyTorch's default layout (the reference path). ``amp`` (default:
-    on for CUDA) selects bf16 autocast on CUDA; it is ignored on CPU.
+    ``cpu_mode`` ``eager`` keeps PyTorch's default layout (the reference path). ``precision``
+    (``fp32``, the default; ``auto``; ``bf16``; or a resolved :class:`~.precision.Precision`) selects bf16
+    autocast; ``auto`` means bf16 on CUDA and on CPUs with native bf16 (see :mod:`precision`).
     """
     if cpu_mode not in CPU_MODES:
         raise ValueError(f"cpu_mode must be one of {CPU_MODES}")
+    chosen = precision if isinstance(precision, Precision) else resolve_precision(precision, device)
     for net in networks:
         net.to(device).eval()
         _swap_group_norm(net, accurate=False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if amp is None or amp:
-            return _cuda_bf16_runner
-        return stage2_probabilities
+        return _cuda_bf16_runner if chosen.bf16 else stage2_probabilities
     reuse_freed_memory()
     if cpu_mode == "channels_last":
         for net in networks:
             to_channels_last(net)
             _swap_group_norm(net, accurate=True)
-        return _channels_last_runner
+        return _cpu_bf16_runner if chosen.bf16 else _channels_last_runner
     for net in networks:
         net.to(memory_format=torch.contiguous_format)
-    return stage2_probabilities
+    return _cpu_bf16_eager_runner if chosen.bf16 else stage2_probabilities

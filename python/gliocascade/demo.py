@@ -84,7 +84,7 @@ def train_model(data: Path, model: Path, settings: DemoSettings, threads: int = 
     try:
         code = train_command(data=data, samplesheet=None, out=model, config="tiny", epochs=settings.epochs,
                              fold=None, folds=5, seed=0, resume=resume, device="cpu", label_convention=None,
-                             amp=None, checkpointing=None, steps_per_epoch=settings.steps_per_epoch)
+                             precision="auto", checkpointing=None, steps_per_epoch=settings.steps_per_epoch)
     finally:
         torch.set_num_threads(before)
     if code:

@@ -130,12 +130,13 @@ def _model_record(m) -> dict:
 
 def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: Path, tta: int = 8,
                  device: str = "auto", brainmask: Path | None = None, save_probabilities: bool = False,
-                 label_convention: str = "2019", cpu_mode: str = "channels_last") -> Path:
+                 label_convention: str = "2019", cpu_mode: str = "channels_last", precision: str = "auto") -> Path:
     """Predict one case; write ``<id>_pred.nii.gz`` (and ``<id>_prob.nii.gz``) and provenance. Returns the label path."""
     from .cpu_speed import prepare
     from .model_io import ensemble_orientation, resolve_device
     from .model_card import case_warnings, read_card
     from .orientation import axis_codes, codes_text
+    from .precision import resolve_precision
 
     started = time.time()
     tta = int(tta)
@@ -149,7 +150,9 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     warnings = case_warnings([read_card(m.folder) for m in models], [case.paths[m] for m in MODALITIES])
     for warning in warnings:
         log.warning("%s: %s", case_id, warning)
-    runner = prepare([n for m in models for n in m.networks], dev, cpu_mode)
+    chosen = resolve_precision(precision, dev)
+    log.info("%s: %s arithmetic (%s)", case_id, chosen.name, chosen.reason)
+    runner = prepare([n for m in models for n in m.networks], dev, cpu_mode, chosen)
     n_passes = sum(len(tta_passes(len(m.networks), tta)) for m in models)
     t0 = time.time()
     try:
@@ -178,7 +181,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
         _save_like(staged[label_path], labels, case.reference, np.uint8)
         t_write = time.time() - t0
         _write_predict_provenance(staged[out_dir / "provenance_predict.json"], case, models, dev, tta, cpu_mode,
-                                  label_convention, save_probabilities, orientation, started, n_passes,
+                                  chosen.record(), label_convention, save_probabilities, orientation, started, n_passes,
                                   window_info, label_path, prob_path, warnings,
                                   {"read_s": round(t_read, 3), "inference_s": round(t_infer, 3),
                                    "write_s": round(t_write, 3)})
@@ -187,7 +190,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
 
 
 def _write_predict_provenance(path: Path, case: CaseInput, models: list, dev: torch.device, tta: int,
-                              cpu_mode: str, label_convention: str, save_probabilities: bool, orientation: dict,
+                              cpu_mode: str, precision: dict, label_convention: str, save_probabilities: bool, orientation: dict,
                               started: float, n_passes: int, window_info: dict, label_path: Path,
                               prob_path: Path | None, warnings: list[str], timings: dict) -> None:
     """provenance_predict.json: inputs' hashes, parameters, models, and the outputs' final paths."""
@@ -196,7 +199,7 @@ def _write_predict_provenance(path: Path, case: CaseInput, models: list, dev: to
     write_provenance(
         path, "predict", dict(case.paths),
         {"case_id": case.case_id, "tta": tta, "device": str(dev), "cpu_mode": cpu_mode if dev.type == "cpu" else None,
-         "amp": "bf16" if dev.type == "cuda" else None, "threads": torch.get_num_threads(),
+         **precision, "threads": torch.get_num_threads(),
          "label_convention": label_convention, "save_probabilities": save_probabilities, **orientation},
         started,
         extra={"models": [_model_record(m) for m in models], "passes": n_passes, "window": window_info,
@@ -229,7 +232,7 @@ def _explicit_case(files: dict[str, Path | None], case_id: str | None) -> tuple[
 def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, ...], out: Path, tta: str | int,
                     case_id: str | None, device: str, save_probabilities: bool, label_convention: str,
                     t1: Path | None = None, t1ce: Path | None = None, t2: Path | None = None,
-                    flair: Path | None = None, brainmask: Path | None = None) -> int:
+                    flair: Path | None = None, brainmask: Path | None = None, precision: str = "auto") -> int:
     """CLI body of ``gliocascade predict``.
 
     ``--case DIR`` (or the four images ``--t1 ... --flair`` with ``--case-id``) writes
@@ -255,7 +258,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
             images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
         loaded = load_models(models, device)
         predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
-                     save_probabilities, label_convention)
+                     save_probabilities, label_convention, precision=precision)
         return 0
     folders = case_folders(cases)
     loaded = load_models(models, device)
@@ -270,7 +273,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
                 log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
                 continue
             predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
-                         c.extra.get("brainmask"), save_probabilities, label_convention)
+                         c.extra.get("brainmask"), save_probabilities, label_convention, precision=precision)
         except InputError as exc:
             log.error("%s", exc)
             failed.append(folder.name)

@@ -34,6 +34,7 @@ class RunOptions:
     out: Path
     tta: int = 8
     device: str = "auto"
+    precision: str = "auto"
     atlas: Path | None = None
     label_convention: str = "2019"
     et_threshold: int = 0
@@ -208,7 +209,7 @@ def step_predict(images: dict[str, Path], brainmask: Path | None, paths: CasePat
     stage = _fresh_staging(paths, "predict")
     predict_case(images=images, case_id=paths.case_id, models=loaded_models(opts.models), out_dir=stage,
                  tta=opts.tta, device=opts.device, brainmask=brainmask, save_probabilities=opts.save_probabilities,
-                 label_convention=opts.label_convention)
+                 label_convention=opts.label_convention, precision=opts.precision)
     _publish_files(stage, paths.root, paths.pred.name)
 
 

@@ -28,6 +28,7 @@ from .metrics import dice
 from .model_card import is_phantom
 from .model_io import (CHECKPOINT, MODEL_JSON, SNAPSHOT_DIR, load_weights, read_model_json, resolve_device,
                        save_weights, verified_weights, write_model_json)
+from .precision import autocast, resolve_precision
 from .provenance import sha256_file
 from .networks import build_cascade
 from .orientation import BRATS_ORIENTATION
@@ -140,11 +141,13 @@ def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
 
 def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | None = None,
           fold: int | None = None, folds: int = 5, seed: int = 0, resume: bool = False,
-          device: str = "auto", amp: bool | None = None, checkpointing: bool | None = None,
+          device: str = "auto", precision: str = "auto", checkpointing: bool | None = None,
           steps_per_epoch: int | None = None, source: str = "", progress: bool = True) -> Path:
     """Train the cascade on ``cases`` into the model folder ``out``; returns ``out``.
 
-    Every case is read and checked before the first step, so bad input fails fast.
+    Every case is read and checked before the first step, so bad input fails fast. ``precision``
+    ``bf16`` runs forward and backward under bf16 autocast with float32 master weights, optimiser
+    and loss; a resumed run keeps the checkpoint's precision (bit-exact resume holds per precision).
     """
     out = Path(out)
     cfg = dict(config)
@@ -157,6 +160,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
         state = load_weights(verified_checkpoint(out), cfg)
         epochs = int(epochs or state["epochs"])
         seed = int(state["seed"])
+        precision = _resumed_precision(state, precision, ckpt_path)
     elif ckpt_path.exists():
         raise InputError(ckpt_path, "a checkpoint exists already (use --resume, or another --out)")
     epochs = int(epochs or cfg["epochs"])
@@ -178,7 +182,8 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
     model.set_checkpointing(bool(cfg["checkpointing"] if checkpointing is None else checkpointing))
     channels_last = dev.type == "cpu"  # oneDNN's fast 3D kernels on CPU, even at batch 1
     model = model.to(dev, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
-    use_amp = (dev.type == "cuda") if amp is None else bool(amp)
+    chosen = resolve_precision(precision, dev)
+    log.info("train: %s arithmetic (%s)", chosen.name, chosen.reason)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     start = 0
     log_rows: list[dict[str, Any]] = []
@@ -206,7 +211,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
             "synthetic": all(is_phantom(by_id[c].images["t1ce"]) for c in split["train"] + split["val"]),
             "label_conventions": {c: by_id[c].label_convention for c in split["train"] + split["val"]},
             "epochs": epochs, "seed": seed, "steps_per_epoch": steps, "device": str(dev),
-            "amp": use_amp, "torch": torch.__version__}
+            **chosen.record(), "torch": torch.__version__}
     for epoch in range(start, epochs):
         t0 = time.time()
         lr = learning_rate(epoch, epochs, cfg["lr"], cfg["warmup_epochs"], cfg["poly_power"])
@@ -222,7 +227,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
             y = torch.from_numpy(np.stack([b[1] for b in batch])).to(dev)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            with autocast(chosen, dev):
                 outputs = model(x)
             loss, parts = cascade_loss(outputs, y)
             opt.zero_grad(set_to_none=True)
@@ -246,13 +251,23 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
         checkpoint = {"model": weights, "optimizer": opt.state_dict(), "epoch": epoch + 1, "epochs": epochs,
                       "seed": seed, "scheduler": {"epoch": epoch + 1, "lr": lr, "warmup_epochs": cfg["warmup_epochs"],
                                                   "power": cfg["poly_power"], "base_lr": cfg["lr"]},
-                      "rng": rng_state(np_rng), "split": json.dumps(split)}
+                      "rng": rng_state(np_rng), "split": json.dumps(split), "precision": chosen.name}
         _write_log(out / "train_log.csv", log_rows)
         snaps = sorted(p.name for p in (out / SNAPSHOT_DIR).glob("*.pt")
                        if epochs - keep < int(p.stem) <= epoch + 1)
         card["val_dice"] = {r: (None if np.isnan(v) else v) for r, v in zip(("WT", "TC", "ET"), val)}  # strict JSON
         _put_checkpoint(out, checkpoint, cfg, card, [f"{SNAPSHOT_DIR}/{n}" for n in snaps], hashes)
     return out
+
+
+def _resumed_precision(state: dict[str, Any], requested: str, ckpt_path: Path) -> str:
+    """The checkpoint's precision (checkpoints from before precision was recorded ran fp32 on CPU);
+    another explicit one is refused: resuming in other arithmetic would not continue the same run."""
+    trained = str(state.get("precision", "fp32"))
+    if requested not in ("auto", trained):
+        raise InputError(ckpt_path, f"checkpoint was trained in {trained}; resume with --precision {trained} "
+                                    "(or auto)")
+    return trained
 
 
 PENDING_CHECKPOINT = ".checkpoint.pending.pt"
@@ -289,12 +304,12 @@ def verified_checkpoint(out: Path) -> Path:
 
 def train_command(data: Path | None, samplesheet: Path | None, out: Path, config: str, epochs: int | None,
                   fold: int | None, folds: int, seed: int, resume: bool, device: str,
-                  label_convention: str | None, amp: bool | None, checkpointing: bool | None,
+                  label_convention: str | None, precision: str, checkpointing: bool | None,
                   steps_per_epoch: int | None) -> int:
     """CLI body of ``gliocascade train``."""
     cfg = load_config(config)
     cases = _cases(data, samplesheet, label_convention)
     train(cases, out, cfg, epochs=epochs, fold=fold, folds=folds, seed=seed, resume=resume, device=device,
-          amp=amp, checkpointing=checkpointing, steps_per_epoch=steps_per_epoch,
+          precision=precision, checkpointing=checkpointing, steps_per_epoch=steps_per_epoch,
           source=str(data or samplesheet))
     return 0
