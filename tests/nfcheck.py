@@ -197,6 +197,10 @@ def interpolate(text: str, values: dict[str, str]) -> str:
         expr = expr.strip()
         if expr in values:
             return values[expr]
+        choice = re.fullmatch(r"([\w.]+) \? '([^']*)' : '([^']*)'", expr)  # ${params.flag ? '--flag' : ''}
+        if choice and choice.group(1) in values:
+            truthy = str(values[choice.group(1)]).lower() not in ("", "false", "null", "0")
+            return choice.group(2) if truthy else choice.group(3)
         raise UnknownVariable(f"no sample value for Groovy expression ${{{expr}}}")
 
     text = re.sub(r"\$\{([^}]*)\}", lambda m: lookup(m.group(1)), text)

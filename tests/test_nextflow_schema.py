@@ -36,7 +36,8 @@ def _typed(values: dict[str, str | None]) -> dict:
     for k, v in values.items():
         if v is None:
             continue
-        out[k] = int(v) if props.get(k, {}).get("type") == "integer" else v
+        kind = props.get(k, {}).get("type")
+        out[k] = int(v) if kind == "integer" else {"true": True, "false": False}.get(v, v) if kind == "boolean" else v
     return out
 
 

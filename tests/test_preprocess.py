@@ -136,3 +136,39 @@ def test_unknown_skull_strip_method(tmp_path, valid_inputs):
 
     with pytest.raises(InputError, match="skull-stripping"):
         preprocess_case(valid_inputs, "X", tmp_path / "out", skull_strip="magic")
+
+
+# --------------------------------------------------------------------------- the QC block
+
+def _checks(t1_score: float):
+    from pathlib import Path
+
+    from gliocascade.preprocess import MIN_EDGE_CORR_ATLAS, MIN_EDGE_CORR_COREG, SimilarityCheck
+
+    return [SimilarityCheck("atlas", "t1ce_to_atlas", "t1ce", MIN_EDGE_CORR_ATLAS, Path("x_t1ce.nii.gz"),
+                            "the atlas T1", 0.2),
+            SimilarityCheck("t1", "t1_to_t1ce", "t1", MIN_EDGE_CORR_COREG, Path("x_t1.nii.gz"), "x_t1ce.nii.gz",
+                            t1_score)]
+
+
+def test_qc_block_passes_refuses_or_records_the_override():
+    """DESIGN's QC block: pass; a failed check refuses (case, modality, score) unless overridden."""
+    from gliocascade.preprocess import qc_block
+    from gliocascade.qc_flags import overridden_checks
+
+    ok = qc_block(_checks(0.61), "X")
+    assert ok["decision"] == "pass" and ok["reasons"] == []
+    assert ok["checks"]["t1_to_t1ce"] == {"score": 0.61, "threshold": 0.4, "passed": True}
+    assert overridden_checks({"preprocess": {"qc": ok}}) == []
+
+    with pytest.raises(InputError) as refused:
+        qc_block(_checks(0.21), "X")
+    message = str(refused.value)
+    assert message.startswith("x_t1.nii.gz: case X, t1: does not match") and "0.210 < 0.4" in message
+
+    kept = qc_block(_checks(0.21), "X", allow_failure=True)
+    assert kept["decision"] == "overridden"
+    assert kept["checks"]["t1_to_t1ce"]["passed"] is False and kept["checks"]["t1ce_to_atlas"]["passed"] is True
+    assert len(kept["reasons"]) == 1 and "case X, t1" in kept["reasons"][0]
+    flags = overridden_checks({"preprocess": {"qc": kept}})
+    assert len(flags) == 1 and flags[0].startswith("preprocess (t1_to_t1ce): case X, t1")

@@ -256,7 +256,8 @@ def test_other_subjects_modality_is_refused(data_dir, tmp_path):
     res = CliRunner().invoke(main, _args(images, out, data_dir / "atlas"), catch_exceptions=False)
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {images['t1']}:") and "does not match" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {images['t1']}: case {CASE}, t1: does not match")
+    assert "edge correlation 0." in lines[0] and "--allow-qc-failure" in lines[0]
     assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
 
 

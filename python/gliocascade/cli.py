@@ -143,6 +143,9 @@ def convert(**kw: Any) -> None:
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Threads for resampling; registration always runs on one thread, so results "
                    "never depend on this.")
+@click.option("--allow-qc-failure", is_flag=True,
+              help="Write the case even when a registration similarity check fails (QC decision "
+                   "'overridden' in provenance, flagged by the report). Default: off (exit 2).")
 def preprocess(**kw: Any) -> None:
     """Co-register to T1Gd, register to the SRI24 BraTS space, skull-strip; write native transforms."""
     _call("preprocess", "preprocess_command", **kw)
@@ -299,6 +302,9 @@ def report(**kw: Any) -> None:
 @click.option("--n4", is_flag=True, help="preprocess: N4 bias correction of the registration copies.")
 @click.option("--atlas-via", "atlas_via", type=click.Choice(["t1ce", "t1"]), default="t1ce", show_default=True,
               help="preprocess: image registered to the atlas T1.")
+@click.option("--allow-qc-failure", is_flag=True,
+              help="preprocess: write a case whose registration similarity check fails (QC 'overridden', "
+                   "flagged by the report). Default: off (the case fails).")
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
 

@@ -214,7 +214,7 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     """Check everything global, run all cases, write the report; returns each case's result.
 
     ``step_options`` are the per-step settings of :class:`RunOptions` (``precision``, ``save_probabilities``,
-    ``registration_backend``, ``affine``, ``n4``, ``atlas_via``). A failed report is appended as a
+    ``registration_backend``, ``affine``, ``n4``, ``atlas_via``, ``allow_qc_failure``). A failed report is appended as a
     result named ``report`` (the cases' outputs stand).
     """
     rows = load_samplesheet(Path(samplesheet))
@@ -259,12 +259,12 @@ def _run_and_report(rows: list[SampleRow], opts: RunOptions, out: Path, workers:
 def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
                 precision: str = "auto", device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
                 save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
-                n4: bool = False, atlas_via: str = "t1ce") -> int:
+                n4: bool = False, atlas_via: str = "t1ce", allow_qc_failure: bool = False) -> int:
     """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError)."""
     results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention,
                            precision=precision,
                            save_probabilities=save_probabilities, registration_backend=registration_backend,
-                           affine=affine, n4=n4, atlas_via=atlas_via)
+                           affine=affine, n4=n4, atlas_via=atlas_via, allow_qc_failure=allow_qc_failure)
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("failed case %s (%s): %s", r.case_id, r.failed_step, r.message)

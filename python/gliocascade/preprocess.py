@@ -8,7 +8,10 @@ write the images, the brain mask, the BraTS -> native transform with a reference
 T1Gd grid (for native-space segmentations), and a provenance record. Every registration is checked
 by a similarity measure, so mismatched modalities or a failed registration stop the case with an
 error instead of producing a plausible-looking but wrong volume. Nothing is written before all
-checks pass, and outputs appear by rename only.
+checks pass, and outputs appear by rename only. The checks are recorded as the provenance QC
+block (DESIGN's shared records); ``allow_qc_failure`` writes a failing case anyway, its decision
+``overridden`` with the reasons, so that a person who has looked at it can keep it and the report
+flags it.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -157,11 +161,14 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
                     backend: str = "simpleitk", affine: bool = False, n4: bool = False,
                     skull_strip: str = "atlas", threads: int = 1,
-                    params: reg.RegistrationParams | None = None, atlas_via: str = "t1ce") -> dict[str, Path]:
+                    params: reg.RegistrationParams | None = None, atlas_via: str = "t1ce",
+                    allow_qc_failure: bool = False) -> dict[str, Path]:
     """Preprocess one exam; returns the written paths by role (modalities, brainmask, transform, ...).
 
     ``atlas_via`` ``t1``: the native T1 is registered to the atlas and T1Gd follows through its
-    T1 -> T1Gd co-registration; ``t1ce``: T1Gd is registered to the atlas directly.
+    T1 -> T1Gd co-registration; ``t1ce``: T1Gd is registered to the atlas directly. A failed
+    similarity check stops the case (InputError naming the case, the modality and the score) unless
+    ``allow_qc_failure``: then it is written with QC decision ``overridden``.
     """
     started = time.time()
     clock = StageClock()
@@ -206,11 +213,16 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                                     sitk.sitkNearestNeighbor)) > 0
             with reg.fixed_threads():
                 t1ce_edges = edge_map(small["t1ce"])
-            similarity = {"atlas": _check_match(small["t1ce"], atlas_t1, t1ce_to_atlas, brain, MIN_EDGE_CORR_ATLAS,
-                                                paths[atlas_via], "the atlas T1", t1ce_edges)}
+            checks = [SimilarityCheck("atlas", "t1ce_to_atlas", atlas_via, MIN_EDGE_CORR_ATLAS, paths[atlas_via],
+                                      "the atlas T1",
+                                      _similarity(small["t1ce"], atlas_t1, t1ce_to_atlas, brain, paths[atlas_via],
+                                                  "the atlas T1", t1ce_edges))]
             for m in MOVING:
-                similarity[m] = _check_match(small["t1ce"], small[m], results[m].transform, brain,
-                                             MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name, t1ce_edges)
+                checks.append(SimilarityCheck(m, f"{m}_to_t1ce", m, MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name,
+                                              _similarity(small["t1ce"], small[m], results[m].transform, brain,
+                                                          paths[m], paths["t1ce"].name, t1ce_edges)))
+            qc = qc_block(checks, case_id, allow_qc_failure)  # raises on a failed check unless allowed
+            similarity = {c.key: c.score for c in checks}
         with clock("resample"):
             atlas_mask = to_brats(atlas_ss, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor) > 0
             # The atlas mask is only refined inwards, so nothing outside its box is ever kept; a
@@ -235,7 +247,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                   "registration_threads": reg.REGISTRATION_THREADS,
                   "registration": params.as_dict(), "interpolation": "linear",
                   "min_edge_corr_coregistration": MIN_EDGE_CORR_COREG,
-                  "min_edge_corr_atlas": MIN_EDGE_CORR_ATLAS,
+                  "min_edge_corr_atlas": MIN_EDGE_CORR_ATLAS, "allow_qc_failure": allow_qc_failure,
                   "output_grid": {"size": [240, 240, 155], "spacing_mm": 1.0, "origin_lps": [0.0, -239.0, 0.0],
                                   "direction": "identity"}}
     extra = {
@@ -247,6 +259,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                      "parameters": list(r.transform.GetParameters())}
                                  for k, r in results.items()},
         "similarity_edge_corr": similarity,
+        "qc": qc,
         "brain_volume_ml": round(float(mask.sum()) / 1000.0, 3),
         "cpu_s": {**clock.cpu, "total": round(sum(clock.cpu.values()), 3)},
     }
@@ -257,16 +270,50 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
     return written
 
 
-def _check_match(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, brain: np.ndarray,
-                 threshold: float, path: Path, target: str, fixed_edges: np.ndarray | None = None) -> float:
-    """Edge correlation inside the brain after registration; below ``threshold`` the case stops."""
+@dataclass(frozen=True)
+class SimilarityCheck:
+    """One registration's similarity score and what it is judged against."""
+
+    key: str          # the key of ``similarity_edge_corr`` (atlas, t1, t2, flair)
+    name: str         # the check's name in the QC block
+    modality: str     # the exam's image that was registered
+    threshold: float
+    path: Path
+    target: str
+    score: float
+
+    @property
+    def passed(self) -> bool:
+        return self.score >= self.threshold
+
+    def reason(self, case_id: str) -> str:
+        return (f"case {case_id}, {self.modality}: does not match {self.target} after registration "
+                f"(edge correlation {self.score:.3f} < {self.threshold}): another subject's image or a failed "
+                "registration")
+
+
+def _similarity(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, brain: np.ndarray, path: Path,
+                target: str, fixed_edges: np.ndarray | None = None) -> float:
+    """Edge correlation inside the brain after registration (no score at all when the brain left the image)."""
     if brain.sum() < 1000:
         raise InputError(path, f"registration to {target} failed: the brain falls outside the image")
-    score = round(edge_correlation(fixed, moving, transform, brain, fixed_edges), 4)
-    if score < threshold:
-        raise InputError(path, f"does not match {target} after registration (edge correlation {score:.3f} < "
-                               f"{threshold}): another subject's image or a failed registration")
-    return score
+    return round(edge_correlation(fixed, moving, transform, brain, fixed_edges), 4)
+
+
+def qc_block(checks: list[SimilarityCheck], case_id: str, allow_failure: bool = False) -> dict:
+    """DESIGN's provenance QC block of the similarity checks; a failed check raises unless ``allow_failure``.
+
+    The error is the first failed check's reason (one line naming case, modality and score), so a
+    refused case reads as it always did; an override keeps every failed check's reason.
+    """
+    failed = [c for c in checks if not c.passed]
+    if failed and not allow_failure:
+        raise InputError(failed[0].path, failed[0].reason(case_id) + " (--allow-qc-failure writes it anyway)")
+    for c in failed:
+        log.warning("%s: QC overridden: %s", case_id, c.reason(case_id))
+    return {"checks": {c.name: {"score": c.score, "threshold": c.threshold, "passed": c.passed} for c in checks},
+            "decision": "overridden" if failed else "pass",
+            "reasons": [c.reason(case_id) for c in failed]}
 
 
 def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: np.ndarray,
@@ -298,14 +345,16 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
 
 def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str, out: Path,
                        atlas: Path | None = None, backend: str = "simpleitk", affine: bool = False,
-                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1ce") -> int:
+                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1ce",
+                       allow_qc_failure: bool = False) -> int:
     """CLI body of `gliocascade preprocess`."""
     from .io import check_writable_folder
 
     check_writable_folder(out)  # before registering for minutes
     written = preprocess_case({"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}, case_id, Path(out),
                               atlas_dir=atlas, backend=backend, affine=affine, n4=n4,
-                              skull_strip=skull_strip, threads=threads, atlas_via=atlas_via)
+                              skull_strip=skull_strip, threads=threads, atlas_via=atlas_via,
+                              allow_qc_failure=allow_qc_failure)
     log.info("preprocessed %s -> %s", case_id, Path(out))
     for role, p in written.items():
         log.debug("%s: %s", role, p)

@@ -44,6 +44,7 @@ class RunOptions:
     affine: bool = False
     n4: bool = False
     atlas_via: str = "t1ce"
+    allow_qc_failure: bool = False
 
 
 @dataclass
@@ -198,7 +199,7 @@ def step_preprocess(images: dict[str, Path], paths: CasePaths, opts: RunOptions)
     preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
                                   case_id=paths.case_id, out=stage, atlas=opts.atlas, backend=opts.registration_backend,
                                   affine=opts.affine, n4=opts.n4, skull_strip="atlas", threads=opts.threads,
-                                  atlas_via=opts.atlas_via)
+                                  atlas_via=opts.atlas_via, allow_qc_failure=opts.allow_qc_failure)
     _publish_folder(stage, paths.preprocessed)
 
 
