@@ -37,7 +37,8 @@ def test_a_model_trained_on_phantoms_says_so(tiny_model, cli):
     result = cli("model-card", tiny_model)
     assert result.exit_code == 0, result.output
     text = result.output
-    for fragment in ("synthetic: yes", "cases: 8", "ET threshold: not tuned", "orientation: LPS", "validation Dice"):
+    for fragment in ("synthetic: yes", "cases: 8", "ET threshold: not tuned", "orientation: LPS", "validation Dice",
+                     "trained in: fp32"):
         assert fragment in text, fragment
 
 

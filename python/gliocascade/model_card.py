@@ -34,7 +34,8 @@ def read_card(folder: str | Path) -> dict[str, Any]:
             "source": data.get("source"), "n_cases": data.get("n_cases"), "synthetic": data.get("synthetic"),
             "label_convention": doc.get("label_convention"), "orientation": doc.get("orientation", "LPS"),
             "epochs": data.get("epochs"), "n_val": data.get("n_val"), "val_dice": data.get("val_dice"),
-            "et_threshold": doc.get("et_threshold")}
+            # models trained before precision was recorded ran fp32 on CPU, bf16 on CUDA: unknown here
+            "precision": data.get("precision"), "et_threshold": doc.get("et_threshold")}
 
 
 def _yes_no(value: Any) -> str:
@@ -53,6 +54,7 @@ def card_lines(card: dict[str, Any]) -> list[str]:
             f"training data: {card.get('source') or 'unknown'}", f"cases: {card.get('n_cases') or 'unknown'}",
             f"synthetic: {_yes_no(card.get('synthetic'))}", f"label convention: {card.get('label_convention')}",
             f"orientation: {card.get('orientation')}", f"epochs: {card.get('epochs')}",
+            f"trained in: {card.get('precision') or 'unknown'}",
             f"validation Dice: {val}",
             f"ET threshold: {'not tuned' if threshold is None else f'{threshold} voxels'}"]
 
