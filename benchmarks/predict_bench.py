@@ -2,9 +2,10 @@
 
 Measured in one run, each in its own child process (so peak memory is per network, from the
 child's rusage) with the same thread count (2 by default):
-  * a large fp32 matmul: the machine's practical peak GFLOP/s,
+  * a large matmul in fp32 and in bf16: the machine's practical peak GFLOP/s per precision,
   * the paper cascade (stage 1 + stage-2 decoder 1, eval mode), default layout (the eager fp32
-    reference) and the channels-last path that `predict` uses on CPU (cpu_speed.prepare),
+    reference), the channels-last path that `predict` uses on CPU (cpu_speed.prepare), and the
+    same path under bf16 autocast (`--precision bf16`; what `auto` picks on CPUs with native bf16),
   * MONAI SegResNet (init_filters 16, 4 -> 3 channels) on the same input.
 The input is the real case z-scored, cropped to the brain box and padded to a multiple of 8,
 exactly as `predict` prepares it. Convolution FLOPs are counted with torch.utils.flop_counter on
@@ -33,7 +34,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = ROOT.parent / "shared" / "data" / "brats_space" / "BraTS-GLI-00001-000"
-NETWORKS = ("cascade_eager", "cascade_channels_last", "segresnet")
+NETWORKS = ("cascade_eager", "cascade_channels_last", "cascade_cpu_bf16", "segresnet")
 CUDA_NETWORKS = ("cascade_fp32", "cascade_bf16", "cascade_bf16_autotune", "cascade_bf16_channels_last_autotune",
                  "segresnet_bf16")
 
@@ -77,15 +78,23 @@ def conv_gflop(name: str, shape: tuple[int, ...]) -> float:
 
 
 def child_matmul(threads: int, n: int = 4096, reps: int = 5) -> dict:
+    """Best-of-``reps`` matmul GFLOP/s in fp32 (top level) and in bf16 (``bfloat16``)."""
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
+    out: dict = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         a @ b
-        best = min(best, time.perf_counter() - t)
-    return {"n": n, "seconds": best, "gflops": 2 * n ** 3 / best / 1e9}
+        best = float("inf")
+        for _ in range(reps):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+        rec = {"n": n, "seconds": best, "gflops": 2 * n ** 3 / best / 1e9}
+        if dtype == torch.float32:
+            out.update(rec)
+        else:
+            out["bfloat16"] = rec
+    return out
 
 
 def child_network(name: str, case_dir: Path, threads: int, runs: int) -> dict:
@@ -96,7 +105,8 @@ def child_network(name: str, case_dir: Path, threads: int, runs: int) -> dict:
     if name.startswith("cascade"):
         from gliocascade.cpu_speed import prepare
 
-        runner = prepare([net], torch.device("cpu"), cpu_mode="eager" if name == "cascade_eager" else "channels_last")
+        runner = prepare([net], torch.device("cpu"), cpu_mode="eager" if name == "cascade_eager" else "channels_last",
+                         precision="bf16" if name == "cascade_cpu_bf16" else "fp32")
 
         def forward():
             return runner(net, x)
@@ -148,7 +158,7 @@ def child_cuda_network(name: str, case_dir: Path, runs: int) -> dict:
     x = prepared_input(case_dir).cuda()
     net = build(name)
     if name.startswith("cascade"):
-        runner = prepare([net], torch.device("cuda"), amp="bf16" in name)
+        runner = prepare([net], torch.device("cuda"), precision="bf16" if "bf16" in name else "fp32")
         if "channels_last" in name:
             net.to(memory_format=torch.channels_last_3d)
             x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -176,8 +186,8 @@ def child_cuda_agreement(case_dir: Path) -> dict:
     x = prepared_input(case_dir).cuda()
     net = build("cascade")
     with torch.inference_mode():
-        ref = prepare([net], torch.device("cuda"), amp=False)(net, x)
-        fast = prepare([net], torch.device("cuda"), amp=True)(net, x)
+        ref = prepare([net], torch.device("cuda"), precision="fp32")(net, x)
+        fast = prepare([net], torch.device("cuda"), precision="bf16")(net, x)
     diff = (fast - ref).abs()
     return {"max_abs_probability_difference": float(diff.max()),
             "mean_abs_probability_difference": float(diff.mean()),
@@ -227,25 +237,31 @@ def main() -> None:
     if args.device == "cuda":
         cuda_main(args, common)
         return
+    from gliocascade.precision import isa_record
+
     matmul, _ = run_child(["--child", "matmul", *common])
-    peak = matmul["gflops"]
     results = {}
     for name in NETWORKS:
         res, mem = run_child(["--child", name, *common])
         gflop = conv_gflop(name, tuple(res["shape"]))
         best = min(res["seconds"])
-        results[name] = {**res, "best_seconds": best, "conv_gflop": gflop, "gflops": gflop / best,
-                         "fraction_of_matmul_peak": gflop / best / peak, "peak_memory_gb": mem}
-        print(f"{name}: {best:.1f} s, {gflop / best:.1f} GFLOP/s, {gflop / best / peak:.0%} of matmul peak, "
-              f"{mem:.2f} GB", file=sys.stderr)
+        precision = "bf16" if name == "cascade_cpu_bf16" else "fp32"
+        peak = matmul["bfloat16"]["gflops"] if precision == "bf16" else matmul["gflops"]
+        results[name] = {**res, "precision": precision, "best_seconds": best, "conv_gflop": gflop,
+                         "gflops": gflop / best, "fraction_of_matmul_peak": gflop / best / peak,
+                         "peak_memory_gb": mem}
+        print(f"{name}: {best:.1f} s, {gflop / best:.1f} GFLOP/s, {gflop / best / peak:.0%} of the {precision} "
+              f"matmul peak, {mem:.2f} GB", file=sys.stderr)
     ref, fast, seg = results["cascade_eager"], results["cascade_channels_last"], results["segresnet"]
     record = {
         "case": args.case.name, "threads": args.threads, "runs": args.runs,
         "input_shape": results["cascade_eager"]["shape"],
         "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
-        "matmul": matmul, "networks": results,
+        "isa": isa_record(), "matmul": matmul, "networks": results,
         "ratios": {
             "channels_last_speedup_vs_eager": ref["best_seconds"] / fast["best_seconds"],
+            "bf16_speedup_vs_fp32": fast["best_seconds"] / results["cascade_cpu_bf16"]["best_seconds"],
+            "bf16_over_fp32_matmul_peak": matmul["bfloat16"]["gflops"] / matmul["gflops"],
             "cascade_over_segresnet_seconds": fast["best_seconds"] / seg["best_seconds"],
             "cascade_over_segresnet_flops": fast["conv_gflop"] / seg["conv_gflop"],
         },

@@ -2,13 +2,15 @@
 
 A model folder of the `paper` cascade with 8 random snapshots (the paper's ensemble; the cost does
 not depend on the weights) is written once. Then, on the real BraTS-space case:
-  * cold: a fresh `gliocascade predict --case` process, wall time from launch to exit (Python and
-    torch import, model loading and hash checks, 8 flip passes, writing);
-  * cohort: `gliocascade predict --cases` over ``--copies`` copies of the case (models loaded once),
-    per-case inference seconds read from each case's provenance_predict.json.
+  * cold: a fresh `gliocascade predict --case` process per precision (``--precisions``, default
+    fp32 and bf16), wall time from launch to exit (Python and torch import, model loading and hash
+    checks, 8 flip passes, writing), and the inference seconds from its provenance;
+  * cohort: `gliocascade predict --cases` over ``--copies`` copies of the case (models loaded once)
+    with ``--precision auto``, per-case inference seconds read from each case's provenance.
 The same-run fp32 matmul rate is recorded so that figures compare across machines.
 
     python benchmarks/predict_case_bench.py [--device cpu|cuda] [--threads 2] [--copies 2] [--tta 8]
+                                            [--precisions fp32,bf16]
 """
 from __future__ import annotations
 
@@ -83,6 +85,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (OMP_NUM_THREADS of the runs)")
     ap.add_argument("--copies", type=int, default=2, help="cases in the cohort run")
     ap.add_argument("--tta", type=int, default=8)
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma-separated precisions of the cold runs")
     ap.add_argument("--out", type=Path, help="default: benchmarks/results/predict_case[_cuda].json")
     args = ap.parse_args()
     out = args.out or ROOT / "benchmarks" / "results" / f"predict_case{'_cuda' if args.device == 'cuda' else ''}.json"
@@ -93,13 +96,21 @@ def main() -> None:
         model = write_random_paper_model(tmp / "model", args.tta)
         common = ["--model", str(model), "--tta", str(args.tta), "--device", args.device]
         peak_before = matmul_gflops(args.device)
-        cold = gliocascade(["predict", "--case", str(args.case), "--out", str(tmp / "cold"), *common], env)
-        cold_prov = json.loads((tmp / "cold" / "provenance_predict.json").read_text())
+        colds = {}
+        for precision in args.precisions.split(","):
+            dest = tmp / f"cold_{precision}"
+            seconds = gliocascade(["predict", "--case", str(args.case), "--out", str(dest), "--precision", precision,
+                                   *common], env)
+            cold_prov = json.loads((dest / "provenance_predict.json").read_text())
+            colds[precision] = {"cold_case_seconds": seconds,
+                                "cold_inference_seconds": cold_prov["timings_s"]["inference_s"],
+                                "precision_reason": cold_prov["parameters"].get("precision_reason")}
         cohort = tmp / "cohort"
         copy_case(args.case, cohort, args.copies)
-        total = gliocascade(["predict", "--cases", str(cohort), "--out", str(tmp / "cohort_out"), *common], env)
-        per_case = [json.loads(p.read_text())["timings_s"]["inference_s"]
-                    for p in sorted((tmp / "cohort_out").glob("*/provenance_predict.json"))]
+        total = gliocascade(["predict", "--cases", str(cohort), "--out", str(tmp / "cohort_out"), "--precision", "auto",
+                             *common], env)
+        provs = [json.loads(p.read_text()) for p in sorted((tmp / "cohort_out").glob("*/provenance_predict.json"))]
+        per_case = [p["timings_s"]["inference_s"] for p in provs]
         peak_after = matmul_gflops(args.device)
     record = {
         "case": args.case.name, "device": args.device, "threads": args.threads, "tta": args.tta,
@@ -107,7 +118,7 @@ def main() -> None:
         "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
         "matmul_gflops": {"before": peak_before, "after": peak_after},
         "padded_shape": cold_prov.get("window", {}).get("padded_shape"),
-        "cold_case_seconds": cold, "cold_inference_seconds": cold_prov["timings_s"]["inference_s"],
+        "cold": colds, "cohort_precision": provs[0]["parameters"].get("precision"),
         "cohort_cases": args.copies, "cohort_total_seconds": total,
         "cohort_inference_seconds_per_case": per_case,
         "cohort_seconds_per_case": total / args.copies,

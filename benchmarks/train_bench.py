@@ -1,8 +1,9 @@
 """Cost of one training step and one forward pass of the cascade (paper config, 128^3 by default).
 
 Each measurement runs in its own subprocess so that peak memory is that measurement's alone. A
-large fp32 matmul is timed in the same run as the reference for what the machine can do, so the
-figures can be compared across machines as fractions of it. FLOPs are counted with PyTorch's
+large matmul in fp32 and in bf16 is timed in the same run as the reference for what the machine
+can do, so each pass is reported as a fraction of the peak of its own precision. On CPU both
+precisions run (fp32, and bf16 autocast as `train --precision bf16` does); on CUDA bf16. FLOPs are counted with PyTorch's
 FlopCounterMode (convolutions and matmuls; elementwise work is not counted).
 
     python benchmarks/train_bench.py                    # CPU, writes benchmarks/results/train.json
@@ -22,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def matmul_gflops(device: str, n: int = 4096, repeats: int = 3) -> float:
-    """Best-of fp32 GEMM rate (GFLOP/s): the machine's reference."""
+def matmul_gflops(device: str, n: int = 4096, repeats: int = 3, dtype: str = "float32") -> float:
+    """Best-of GEMM rate (GFLOP/s) in ``dtype``: the machine's reference for that precision."""
     import torch
 
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+    a = torch.randn(n, n, device=device).to(getattr(torch, dtype))
+    b = torch.randn(n, n, device=device).to(getattr(torch, dtype))
     best = float("inf")
     for _ in range(repeats + 1):
         _sync(device)
@@ -135,15 +136,18 @@ def main() -> None:
     import torch
 
     from gliocascade.configs import load_config
+    from gliocascade.precision import isa_record
 
     cuda = args.device.startswith("cuda")
-    amp_modes = [True] if cuda else [False]
+    amp_modes = [True] if cuda else [False, True]
     cfg = load_config("paper")
     flops = {"train": count_flops(cfg, args.size, True), "forward": count_flops(cfg, args.size, False)}
     result = {"device": args.device,
               "device_name": torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "torch": torch.__version__, "size": args.size,
+              "isa": isa_record(),
               "matmul_gflops_before": round(matmul_gflops(args.device), 1),
+              "matmul_bf16_gflops_before": round(matmul_gflops(args.device, dtype="bfloat16"), 1),
               "flops_per_pass": flops, "runs": []}
     specs = [("forward", False, amp) for amp in amp_modes]
     specs += [("train", ckpt, amp) for ckpt in (False, True) for amp in amp_modes]
@@ -159,10 +163,17 @@ def main() -> None:
         print(json.dumps(run), flush=True)
         result["runs"].append(run)
     result["matmul_gflops_after"] = round(matmul_gflops(args.device), 1)
+    result["matmul_bf16_gflops_after"] = round(matmul_gflops(args.device, dtype="bfloat16"), 1)
     ref = (result["matmul_gflops_before"] + result["matmul_gflops_after"]) / 2
+    ref_bf16 = (result["matmul_bf16_gflops_before"] + result["matmul_bf16_gflops_after"]) / 2
     for run in result["runs"]:
+        run["precision"] = "bf16" if run.get("amp") else "fp32"
         if "gflops" in run:
-            run["fraction_of_matmul"] = round(run["gflops"] / ref, 3)
+            run["fraction_of_matmul"] = round(run["gflops"] / (ref_bf16 if run.get("amp") else ref), 3)
+    seconds = {(r["kind"], r["checkpointing"], r["precision"]): r.get("seconds") for r in result["runs"]}
+    fp32_step, bf16_step = seconds.get(("train", False, "fp32")), seconds.get(("train", False, "bf16"))
+    if fp32_step and bf16_step:
+        result["train_step_bf16_speedup_vs_fp32"] = round(fp32_step / bf16_step, 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -55,6 +55,14 @@ def native_cpu_bf16(flags: set[str] | None = None) -> str | None:
     return next((f for f in NATIVE_BF16_FLAGS if f in found), None)
 
 
+def isa_record() -> dict:
+    """What PyTorch dispatches to and the CPU flags that decide ``auto`` (for benchmarks and logs)."""
+    flags = cpu_flags()
+    wanted = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "flags": sorted(f for f in flags if f in wanted), "native_bf16": native_cpu_bf16(flags)}
+
+
 def resolve_precision(requested: str, device: torch.device, flags: set[str] | None = None) -> Precision:
     """``auto``/``fp32``/``bf16`` on ``device`` -> the precision used and the reason for it."""
     if requested not in PRECISIONS:
