@@ -65,9 +65,12 @@ def test_accurate_group_norm_keeps_float32_statistics_of_bf16_activations():
         out = gn(x)
         ref = torch.nn.functional.group_norm(x.double(), 4, eps=gn.eps)
     assert out.dtype == torch.bfloat16
-    # only the bf16 rounding of the result remains (relative 2^-8), not errors of the statistics
-    assert float((out.double() - ref).abs().max()) < 0.02
+    # only bf16 roundings of the deviations, the scale and the result remain (each relative 2^-9),
+    # not errors of the statistics: those would shift all values alike (bf16 statistics of this
+    # input are off by ~0.1)
+    assert float(((out.double() - ref).abs() - 0.02 * ref.abs()).max()) < 0.01
     assert abs(float(out.double().mean()) - float(ref.mean())) < 1e-3
+    assert abs(float(out.double().std()) - float(ref.std())) < 2e-3
 
 
 def _predict(case, model, out, precision):

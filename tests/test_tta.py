@@ -134,7 +134,7 @@ def test_predict_case_tta8_equals_hand_computed(small_phantoms, tmp_path, cpu_mo
     snaps = [StandIn(s) for s in range(8)]
     model = stand_in_model(tmp_path / "m", snaps)
     predict_case(case.images, case.case_id, [model], tmp_path / "out", tta=8, device="cpu",
-                 save_probabilities=True, cpu_mode=cpu_mode)
+                 save_probabilities=True, cpu_mode=cpu_mode, precision="fp32")  # the TTA arithmetic, exactly
     probs = np.moveaxis(np.asarray(nib.load(tmp_path / "out" / f"{case.case_id}_prob.nii.gz").dataobj), -1, 0)
     # By hand: z-score, crop to the brain, pad to 8, mean of snapshot i on flip i, uncrop, zero
     # outside the brain (no modality non-zero).

@@ -42,27 +42,52 @@ class AccurateGroupNorm(nn.GroupNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            return self._reduced_precision_forward(x)
         n, c = x.shape[:2]
-        g = self.num_groups
         dims = tuple(range(2, x.dim()))
         # Two passes (mean, then mean squared deviation): exact to float32 rounding and 2-4x
         # faster than torch.var_mean's Welford kernel on channels-last volumes.
-        # float32 statistics also from bf16 activations (autocast): the subtraction promotes
-        mean_c = x.mean(dim=dims, keepdim=True, dtype=torch.float32)
+        mean_c = x.mean(dim=dims, keepdim=True)
         var_c = (x - mean_c).square_().mean(dim=dims)
-        mean_c = mean_c.view(n, c)
+        scale, shift = self._scale_shift(mean_c.view(n, c), var_c, x.device)
+        shape = (n, c) + (1,) * len(dims)
+        return torch.addcmul(shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
+
+    def _scale_shift(self, mean_c: torch.Tensor, var_c: torch.Tensor, device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (n, c) float64 scale and shift from per-channel mean and variance."""
+        n, c = mean_c.shape
+        g = self.num_groups
         mean_c, var_c = mean_c.double().view(n, g, -1), var_c.double().view(n, g, -1)
         mean_g = mean_c.mean(-1, keepdim=True)
         var_g = (var_c + (mean_c - mean_g) ** 2).mean(-1, keepdim=True)
         rstd = (var_g + self.eps).rsqrt().expand(n, g, c // g).reshape(n, c)
         mean = mean_g.expand(n, g, c // g).reshape(n, c)
-        weight = self.weight.double() if self.affine else torch.ones(c, dtype=torch.float64, device=x.device)
-        bias = self.bias.double() if self.affine else torch.zeros(c, dtype=torch.float64, device=x.device)
+        weight = self.weight.double() if self.affine else torch.ones(c, dtype=torch.float64, device=device)
+        bias = self.bias.double() if self.affine else torch.zeros(c, dtype=torch.float64, device=device)
         scale = rstd * weight
-        shift = bias - mean * scale
+        return scale, bias - mean * scale
+
+    def _reduced_precision_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """bf16 activations (autocast): float32 statistics, one bf16 temporary, bf16 output.
+
+        The deviations from the channel mean rounded to bf16 are kept; the variance is their mean
+        square (accumulated in float32) corrected exactly for that rounding of the mean, and the
+        output is ``deviation * scale + shift'`` so no large term cancels in bf16.
+        """
+        n, c = x.shape[:2]
+        dims = tuple(range(2, x.dim()))
         shape = (n, c) + (1,) * len(dims)
-        # applied in float32 (the shift cancels the mean: in bf16 its rounding would bias every value)
-        return torch.addcmul(shift.float().view(shape), x, scale.float().view(shape)).to(x.dtype)
+        count = x[0, 0].numel()
+        mean_c = x.mean(dim=dims, keepdim=True, dtype=torch.float32)
+        centre = mean_c.to(x.dtype)
+        deviation = x - centre
+        mean_square = torch.linalg.vector_norm(deviation, dim=dims, dtype=torch.float32).double().square() / count
+        offset = (mean_c.double() - centre.double()).view(n, c)  # true mean minus the rounded one
+        scale, shift = self._scale_shift(mean_c.view(n, c), mean_square.view(n, c) - offset ** 2, x.device)
+        shift = shift + (centre.double().view(n, c)) * scale  # y = (x - centre) * scale + shift'
+        return deviation.mul_(scale.to(x.dtype).view(shape)).add_(shift.to(x.dtype).view(shape))
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
