@@ -30,7 +30,7 @@ def test_cuda_bf16_predict_agrees_with_cpu(cli, tmp_path, tiny_model):
         assert res.exit_code == 0, res.output
         outs[device] = tmp_path / device
     prov = json.loads((outs["cuda"] / "provenance_predict.json").read_text())
-    assert prov["parameters"]["device"].startswith("cuda") and prov["parameters"]["amp"] == "bf16"
+    assert prov["parameters"]["device"].startswith("cuda") and prov["parameters"]["precision"] == "bf16"
     cid = case.name
     probs = {d: np.asarray(nib.load(o / f"{cid}_prob.nii.gz").dataobj) for d, o in outs.items()}
     assert np.abs(probs["cuda"] - probs["cpu"]).max() < 0.05  # bf16 rounding, not a different answer
@@ -51,7 +51,7 @@ def test_cuda_training_runs_with_bf16(tmp_path, small_phantoms):
     out = train(cases_from_folder(small_phantoms), tmp_path / "model", load_config("tiny"), epochs=3,
                 steps_per_epoch=2, device="cuda", progress=False)
     card = json.loads((out / "model.json").read_text())["data_card"]
-    assert card["device"].startswith("cuda") and card["amp"] is True
+    assert card["device"].startswith("cuda") and card["precision"] == "bf16"
     model = load_model(out, "cuda")
     assert next(model.networks[0].parameters()).is_cuda
     with open(out / "train_log.csv", newline="") as fh:
