@@ -29,6 +29,7 @@ workflow {
         transforms = INPUT_CHECK.out.transforms
         references = INPUT_CHECK.out.references
         refused = INPUT_CHECK.out.failures
+        records = INPUT_CHECK.out.records
         train_cases = cases
         train_references = references
     }
@@ -38,6 +39,7 @@ workflow {
         transforms = PHANTOM_INPUT.out.heldout_transforms
         references = PHANTOM_INPUT.out.heldout_references
         refused = channel.empty()
+        records = channel.empty()
         train_cases = PHANTOM_INPUT.out.train
         train_references = PHANTOM_INPUT.out.train_references
     }
@@ -47,11 +49,11 @@ workflow {
     }
     else if (params.model) {
         models = channel.value(modelFolders(params.model))
-        GLIOCASCADE_SEGMENT(cases, transforms, references, models, refused)
+        GLIOCASCADE_SEGMENT(cases, transforms, references, models, refused, records)
     }
     else if (!params.input) {
         GLIOCASCADE_TRAIN(train_cases, train_references)
-        GLIOCASCADE_SEGMENT(cases, transforms, references, GLIOCASCADE_TRAIN.out.models.collect(), refused)
+        GLIOCASCADE_SEGMENT(cases, transforms, references, GLIOCASCADE_TRAIN.out.models.collect(), refused, records)
     }
     else {
         error("segment mode needs --model DIR[,DIR...] (no pretrained weights ship; train with --mode train)")

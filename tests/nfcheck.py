@@ -36,6 +36,7 @@ SAMPLE_VARS = {
     "pred_native_arg": "--pred-native pred_native/case01_seg_native.nii.gz",
     "mask_arg": "--brainmask input/brainmask/case01_brainmask.nii.gz",
     "failures_arg": "--failures failures/failures.csv",
+    "case_arg": "--case-files case_files.csv",
     "gt_arg": "--gt reference/case01_seg.nii.gz",
     "input_args": "--dicom study/case01",
     "first": "case01000",

@@ -70,10 +70,12 @@ def publish(files: list[Path], dest: Path) -> None:
 
 
 def postprocess_and_evaluate(row: Row, pred: Path, transforms: list[Path], models: list[Path], work: Path,
-                             case_out: Path, env: dict[str, str] | None = None) -> Path:
+                             case_out: Path, env: dict[str, str] | None = None,
+                             records: dict[str, Path] | None = None) -> Path:
     """POSTPROCESS -> EVALUATE of one case as GLIOCASCADE_SEGMENT wires them; returns the metrics CSV.
 
     EVALUATE gets the BraTS-space and the native labels (POSTPROCESS.out.seg joined with seg_native).
+    ``records`` (role -> file, as segment.nf's `pages` channel) gains the files the report reads.
     """
     post = run_task(module("postprocess"), work / "postprocess",
                     {"pred": [pred], "transforms": transforms, "models": models},
@@ -86,12 +88,21 @@ def postprocess_and_evaluate(row: Row, pred: Path, transforms: list[Path], model
                   env=env)
     csv = ev["${task.ext.prefix ?: meta.id}_metrics.csv"]
     publish(csv + ev["provenance_evaluate.json"], case_out)
+    if records is not None:
+        for role, found in (("seg", seg), ("seg_native", seg_native), ("reference", [row.seg] if row.seg else []),
+                            ("provenance_postprocess", post["provenance_postprocess.json"]),
+                            ("provenance_evaluate", ev["provenance_evaluate.json"])):
+            records.update({role: found[0]} if found else {})
     return csv[0]
 
 
 def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Path | None = None,
-                 env: dict[str, str] | None = None) -> Path:
-    """One row through INPUT_CHECK (PREPROCESS for native rows) -> PREDICT -> POSTPROCESS -> EVALUATE."""
+                 env: dict[str, str] | None = None, records: dict[str, Path] | None = None) -> Path:
+    """One row through INPUT_CHECK (PREPROCESS for native rows) -> PREDICT -> POSTPROCESS -> EVALUATE.
+
+    ``records`` gets the case's files by role, as segment.nf hands them to REPORT.
+    """
+    records = {} if records is None else records
     cid = row.meta["meta.id"]
     w = work / cid
     case_out = out / cid
@@ -104,11 +115,17 @@ def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Pat
         transforms = pre["preprocessed/transforms"]
         images = {m: pre[f"preprocessed/${{meta.id}}_{m}.nii.gz"][0] for m in MODALITIES}
         mask = pre["preprocessed/${meta.id}_brainmask.nii.gz"]
+        records.update(provenance_preprocess=pre["preprocessed/provenance_preprocess.json"][0],
+                       native_t1ce=row.images["t1ce"])  # INPUT_CHECK.out.records
+    records.update(images)  # the cases channel: BraTS-space images and brain mask
+    records.update({"brainmask": mask[0]} if mask else {})
     pred = run_task(module("predict"), w / "predict", {**images, "brainmask": mask, "models": models},
                     {**row.meta, "model_args": models_arg(models)}, env=env)
     publish(pred["${meta.id}_pred.nii.gz"] + pred["${meta.id}_prob.nii.gz"] + pred["provenance_predict.json"],
             case_out)
-    return postprocess_and_evaluate(row, pred["${meta.id}_pred.nii.gz"][0], transforms, models, w, case_out, env)
+    records["provenance_predict"] = pred["provenance_predict.json"][0]
+    return postprocess_and_evaluate(row, pred["${meta.id}_pred.nii.gz"][0], transforms, models, w, case_out, env,
+                                    records)
 
 
 def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path | None = None,
@@ -120,10 +137,12 @@ def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path 
     """
     PARAMS.clear()
     PARAMS.update(params or {})
-    metrics, dropped, records = [], [], []
+    metrics, dropped, records, pages = [], [], [], {}
     for row in sheet_rows(sheet):
+        files: dict[str, Path] = {}
         try:
-            metrics.append(segment_case(row, models, out, work, atlas, env))
+            metrics.append(segment_case(row, models, out, work, atlas, env, files))
+            pages[row.meta["meta.id"]] = files  # only reported cases: `.combine(reported, by: 0)`
         except TaskRefused as exc:
             dropped.append(row.meta["meta.id"])
             assert exc.record is not None, f"{exc.module} exited 2 without a refusal record"
@@ -135,11 +154,31 @@ def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path 
             lines += r.read_text().splitlines()[1:]
         failures = [work / "failures.csv"]
         failures[0].write_text("\n".join(lines) + "\n")
-    rep = run_task(module("report"), work / "report", {"metrics": metrics, "failures": failures},
-                   {"meta.id": "cohort", "metrics_args": " ".join(f"--metrics metrics/{m.name}" for m in metrics)})
+    case_files, text = case_files_set(pages)
+    sheet_file = work / "collect" / "case_files.csv"
+    sheet_file.parent.mkdir(parents=True, exist_ok=True)
+    sheet_file.write_text(text)
+    rep = run_task(module("report"), work / "report",
+                   {"metrics": metrics, "failures": failures, "case_files": case_files, "case_sheet": [sheet_file],
+                    "models": models, "atlas": [atlas] if atlas else []},
+                   {"meta.id": "cohort", "metrics_args": " ".join(f"--metrics metrics/{m.name}" for m in metrics),
+                    "model_args": models_arg(models)})
     publish(rep["report/cohort_metrics.csv"] + rep["report/summary.csv"] + rep["report/report.html"]
             + rep["report/failures.csv"], out / "report")
+    publish(rep["report/cases/*.html"], out / "report" / "cases")
     return dropped
+
+
+def case_files_set(pages: dict[str, dict[str, Path]]) -> tuple[list[Path], str]:
+    """workflows/segment.nf caseFilesSet: every file of the reported cases, sorted by case and role, and
+    the case_id,role,path CSV naming each as REPORT stages them (cases/fNNNNN/<name>)."""
+    files: list[Path] = []
+    lines = ["case_id,role,path"]
+    for cid in sorted(pages):
+        for role in sorted(pages[cid]):
+            files.append(pages[cid][role])
+            lines.append(",".join([cid, role, staged_name("cases", len(files), pages[cid][role])]))
+    return files, "\n".join(lines) + "\n"
 
 
 def staged_name(folder: str, index: int, path: Path) -> str:

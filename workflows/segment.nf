@@ -15,6 +15,7 @@ workflow GLIOCASCADE_SEGMENT {
     references  // [meta, ground-truth labels or [] ]
     models      // value: list of model folders (an ensemble)
     refused     // [meta, refusal.csv] of cases refused before segmentation (convert, preprocess)
+    records     // [meta, role, file] made before segmentation (provenance_preprocess, native_t1ce)
 
     main:
     PREDICT(cases.combine(models.map { ms -> [ms] }))
@@ -31,10 +32,55 @@ workflow GLIOCASCADE_SEGMENT {
         .map { _meta, record -> record }
         .collectFile(name: 'failures.csv', keepHeader: true, skip: 1, sort: true)
         .ifEmpty([])
-    REPORT(EVALUATE.out.metrics.map { _meta, csv -> csv }.collect().ifEmpty([]), failures)
+
+    // the files of each reported case's page, by role (as `gliocascade run` finds them in its OUT/<id>/)
+    reported = EVALUATE.out.metrics.map { meta, _csv -> [meta.id] }
+    pages = records
+        .mix(
+            cases.flatMap { meta, t1, t1ce, t2, flair, mask ->
+                [[meta, 't1', t1], [meta, 't1ce', t1ce], [meta, 't2', t2], [meta, 'flair', flair], [meta, 'brainmask', mask]]
+            },
+            references.map { meta, ref -> [meta, 'reference', ref] },
+            PREDICT.out.provenance.map { meta, f -> [meta, 'provenance_predict', f] },
+            POSTPROCESS.out.seg.map { meta, f -> [meta, 'seg', f] },
+            POSTPROCESS.out.seg_native.map { meta, f -> [meta, 'seg_native', f] },
+            POSTPROCESS.out.provenance.map { meta, f -> [meta, 'provenance_postprocess', f] },
+            EVALUATE.out.provenance.map { meta, f -> [meta, 'provenance_evaluate', f] }
+        )
+        .filter { _meta, _role, f -> f }
+        .map { meta, role, f -> [meta.id, role, f] }
+        .combine(reported, by: 0)
+        .toSortedList { a, b -> a[0] <=> b[0] ?: a[1] <=> b[1] }
+        .map { rows -> caseFilesSet(rows) }
+    case_sheet = pages.map { set -> set[1] }.collectFile(name: 'case_files.csv')
+    REPORT(
+        EVALUATE.out.metrics.map { _meta, csv -> csv }.collect().ifEmpty([]),
+        failures,
+        pages.map { set -> set[0] },
+        case_sheet,
+        models,
+        params.atlas ? file(params.atlas, checkIfExists: true) : []
+    )
 
     emit:
     seg     = POSTPROCESS.out.seg
     metrics = EVALUATE.out.metrics
     report  = REPORT.out.html
+}
+
+// Where the i-th staged file lies in a task that stages a list as 'DIR/f?????/*' (1-based index).
+def stagedName(dir, index, file) {
+    return "${dir}/f${String.format('%05d', index)}/${file.name}"
+}
+
+// [every file of the rows [case id, role, file], the case_id,role,path CSV naming each as REPORT
+// stages them (cases/fNNNNN/<name>)]: `gliocascade report --case-files` reads it.
+def caseFilesSet(rows) {
+    def files = []
+    def lines = ['case_id,role,path']
+    rows.each { row ->
+        files << row[2]
+        lines << [row[0], row[1], stagedName('cases', files.size(), row[2])].join(',')
+    }
+    return [files, lines.join('\n') + '\n']
 }

@@ -272,6 +272,16 @@ def evaluate(**kw: Any) -> None:
 @click.option("--metrics", "metrics_files", multiple=True, type=ANY_PATH, help="Per-case metrics CSV (repeatable).")
 @click.option("--failures", "failures_files", multiple=True, type=ANY_PATH,
               help="CSV of refused cases (case_id,step,message), listed with their reasons (repeatable).")
+@click.option("--case-files", type=ANY_PATH,
+              help="CSV case_id,role,path naming each case's files for its case page when they are not laid "
+                   "out as a run folder (the Nextflow REPORT task's staged files; roles: seg, seg_native, t1, "
+                   "t1ce, t2, flair, brainmask, reference, native_t1ce, provenance_<step>).")
+@click.option("--model", "models", multiple=True, type=ANY_PATH,
+              help="Model folder whose card the case pages show when provenance names a folder that is "
+                   "gone (repeatable; matched by model.json sha256).")
+@click.option("--atlas", type=ANY_PATH, help="Atlas folder for the preprocessing panels' atlas brain outline when "
+                                           "provenance names one that is gone (default: $GLIOCASCADE_ATLAS "
+                                           "or fetch-atlas's place).")
 @click.option("--out", required=True, type=ANY_PATH, help="Report folder.")
 def report(**kw: Any) -> None:
     """Cohort CSV, summary statistics and a self-contained HTML report."""

@@ -249,19 +249,41 @@ def _metrics_facts(row: pd.Series | None) -> TumourFacts | None:
     return TumourFacts(float(row["volume_pred_ml_WT"]), 0, 0)
 
 
-def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: list[str] | None,
-              failures: list[tuple[str, str]], bad: list[tuple[str, str]], case_pages: bool = True) -> list[CaseRow]:
-    """One row per reported or failed case, with flags; writes ``out/cases/<id>.html`` for run-folder cases."""
+def case_sources(run_dir: Path | None, case_ids: list[str] | None,
+                 case_files: dict[str, dict[str, Path]] | None) -> dict[str, dict[str, Path]]:
+    """Case id -> role -> file of every case that gets a page: the run folder's (only ``case_ids``
+    when given), then those of a case-files list (``case_files.py``)."""
+    from .report_case import run_dir_files
+
+    sources: dict[str, dict[str, Path]] = {}
+    if run_dir is not None and Path(run_dir).is_dir():
+        wanted = None if case_ids is None else set(case_ids)
+        sources = {c: run_dir_files(Path(run_dir), c) for c in run_dir_cases(Path(run_dir))
+                   if wanted is None or c in wanted}
+    sources.update(case_files or {})
+    return sources
+
+
+def model_cards(models: list[Path]) -> dict[str, dict]:
+    """model.json sha256 -> card of each model folder given to the report (pages find cards by hash)."""
+    from .model_card import read_card
+    from .provenance import sha256_file
+
+    return {sha256_file(Path(m) / "model.json"): read_card(m) for m in models}
+
+
+def case_rows(cohort: pd.DataFrame, out: Path, sources: dict[str, dict[str, Path]],
+              failures: list[tuple[str, str]], bad: list[tuple[str, str]], case_pages: bool = True,
+              cards: dict[str, dict] | None = None, atlas: Path | None = None) -> list[CaseRow]:
+    """One row per reported or failed case, with flags; writes ``out/cases/<id>.html`` for each case of
+    ``sources`` (see :func:`case_sources`)."""
     from .report_case import load_case
     from .report_figures import thumbnail_b64
     from .report_page import render_case_page, write_case_page
 
     metrics = {str(r["case_id"]): r for _, r in cohort.iterrows()}
     ids = list(metrics)
-    on_disk: list[str] = []
-    if run_dir is not None and Path(run_dir).is_dir():
-        wanted = None if case_ids is None else set(case_ids)
-        on_disk = [c for c in run_dir_cases(Path(run_dir)) if wanted is None or c in wanted]
+    on_disk = list(sources)
     ids += [c for c in on_disk if c not in metrics]
     failed = dict(failures)
     ids += [c for c in failed if c not in ids]
@@ -274,7 +296,7 @@ def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: l
         overridden: list[str] = []
         if case_id in on_disk:
             try:
-                data = load_case(Path(run_dir), case_id)
+                data = load_case(case_id, sources[case_id])
             except InputError as exc:
                 bad.append((str(exc.path or case_id), f"no case page: {exc.problem}"))
             else:
@@ -298,7 +320,8 @@ def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: l
         data = loaded.pop(case_id, None)
         if data is not None and case_pages:
             values = metrics.get(case_id)
-            page = render_case_page(data, {} if values is None else values.drop("case_id").to_dict(), row.flags)
+            page = render_case_page(data, {} if values is None else values.drop("case_id").to_dict(), row.flags,
+                                    cards, atlas)
             write_case_page(out / "cases" / f"{case_id}.html", page)
             row.page = f"cases/{case_id}.html"
     written = {f"{r.case_id}.html" for r in rows.values() if r.page}
@@ -310,11 +333,17 @@ def case_rows(cohort: pd.DataFrame, out: Path, run_dir: Path | None, case_ids: l
 
 def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = None,
                  failures: list[tuple[str, str]] | None = None, quiet: bool = False,
-                 case_ids: list[str] | None = None, case_pages: bool = True) -> ReportResult:
+                 case_ids: list[str] | None = None, case_pages: bool = True,
+                 case_files: dict[str, dict[str, Path]] | None = None, models: list[Path] = (),
+                 atlas: Path | None = None) -> ReportResult:
     """Write ``out/{cohort_metrics.csv, summary.csv, report.html}`` (and ``out/cases/<id>.html``).
 
     With ``run_dir``, every ``run_dir/<id>/<id>_seg.nii.gz`` gets a case page and a thumbnail
-    (only the ``case_ids`` given, when given: a run's report leaves out case folders of earlier runs).
+    (only the ``case_ids`` given, when given: a run's report leaves out case folders of earlier runs);
+    so does every case of ``case_files`` (role -> file per case, as ``case_files.read_case_files``
+    reads them: a workflow engine's staged files). ``models`` and ``atlas``: the model folders whose
+    cards and the atlas whose brain outline the pages show when provenance names folders that are
+    not there.
     ``failures`` (case id, message) are listed in a "Failed cases" table and flagged. Bad metrics
     files are skipped, listed on the page, logged as warnings (unless ``quiet``) and returned in
     ``bad_files``. ``cohort_metrics.csv`` gains a ``qc_flags`` column (flags joined by "; ").
@@ -325,8 +354,9 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     summary = summarise(cohort)
     plots = {r: p for r in REGIONS if (p := box_plot(cohort, r)) is not None}
     out.mkdir(parents=True, exist_ok=True)
-    rows = case_rows(cohort, out, Path(run_dir) if run_dir is not None else None, case_ids, failures, bad,
-                     case_pages)
+    sources = case_sources(Path(run_dir) if run_dir is not None else None, case_ids, case_files)
+    rows = case_rows(cohort, out, sources, failures, bad, case_pages, model_cards(list(models)),
+                     Path(atlas) if atlas is not None else None)
     if not quiet:
         for path, problem in bad:
             log.warning("%s: %s (left out of the report)", path, problem)
@@ -345,13 +375,18 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
 
 
 def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: Path,
-                   failures_files: tuple[Path, ...] = ()) -> int:
+                   failures_files: tuple[Path, ...] = (), case_files: Path | None = None,
+                   models: tuple[Path, ...] = (), atlas: Path | None = None) -> int:
     """CLI body of `gliocascade report`: exit 0 when there is something to report.
 
     ``failures_files`` (case_id, step, message CSVs: a run's failures.csv, or the records of
-    refused Nextflow tasks) list the cases that never reached a metrics file.
+    refused Nextflow tasks) list the cases that never reached a metrics file. ``case_files`` (a
+    case_id,role,path CSV) gives the files of case pages that are not in a run folder.
     """
+    from .case_files import read_case_files
     from .refusals import failures_text, read_failures
+
+    staged = read_case_files(Path(case_files)) if case_files is not None else None
 
     records = sorted(r for f in failures_files for r in read_failures(f))
     failures = [(cid, f"{step}: {message}") for cid, step, message in records]
@@ -365,7 +400,8 @@ def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: P
     if cohort.empty and not failures:
         path, problem = bad[0]
         raise InputError(path, f"{problem} (and {len(bad) - 1} more unusable)" if len(bad) > 1 else problem)
-    result = build_report(files, Path(out), run_dir, failures=failures, quiet=True)
+    result = build_report(files, Path(out), run_dir, failures=failures, quiet=True, case_files=staged,
+                          models=[Path(m) for m in models], atlas=atlas)
     with atomic_path(Path(out) / "failures.csv") as tmp:  # as `run` writes report/failures.csv
         tmp.write_text(failures_text(records))
     for path, problem in result.bad_files:

@@ -1,7 +1,10 @@
-"""What the report knows about one case of a run folder: images in RAS, provenance, facts.
+"""What the report knows about one case: images in RAS, provenance, facts.
 
-Everything is read once per case (labels, T1Gd, FLAIR, reference, provenance records) so the case
-page, the cohort row, its thumbnail and its QC flags come from the same arrays.
+A case's files are found by role (``case_files.ROLES``): in a run folder by its layout
+(:func:`run_dir_files`), or from the list a workflow engine hands over (``case_files.py``), so
+both doors' pages are made from the same files by the same code. Everything is read once per case
+(labels, T1Gd, FLAIR, reference, provenance records) so the case page, the cohort row, its
+thumbnail and its QC flags come from the same arrays.
 """
 from __future__ import annotations
 
@@ -13,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from .case_files import STEPS
 from .io import load_nifti, same_grid
 from .labels import REGIONS, labels_to_regions
 from .qc_flags import TumourFacts, tumour_facts
 
 log = logging.getLogger(__name__)
 
-STEPS = ("preprocess", "predict", "postprocess", "evaluate")
 MODALITY_NAMES = {"t1": ("_t1",), "t1ce": ("_t1ce", "-t1c"), "t2": ("_t2", "-t2w"), "flair": ("_flair", "-t2f")}
 
 
@@ -39,11 +42,36 @@ def find_modality(run_dir: Path, case_id: str, modality: str = "t1ce") -> Path |
         for candidate in (folder / "preprocessed" / f"{case_id}{suffix}.nii.gz", folder / f"{case_id}{suffix}.nii.gz"):
             if candidate.is_file():
                 return candidate
+    return _recorded(read_record(folder / "provenance_predict.json"), modality)
+
+
+def _recorded(record: dict[str, Any], role: str) -> Path | None:
+    """An input file a provenance record names, when it still exists."""
     try:
-        recorded = Path(read_record(folder / "provenance_predict.json")["inputs"][modality]["path"])
+        recorded = Path(record["inputs"][role]["path"])
     except (KeyError, TypeError):
         return None
     return recorded if recorded.is_file() else None
+
+
+def run_dir_files(run_dir: Path, case_id: str) -> dict[str, Path]:
+    """Role -> file of one case of a run folder (``OUT/<id>/...``, inputs as provenance names them)."""
+    folder = Path(run_dir) / case_id
+    pre = folder / "preprocessed"
+    files = {"seg": folder / f"{case_id}_seg.nii.gz", "seg_native": folder / f"{case_id}_seg_native.nii.gz",
+             "brainmask": pre / f"{case_id}_brainmask.nii.gz",
+             **{f"provenance_{s}": (pre if s == "preprocess" else folder) / f"provenance_{s}.json" for s in STEPS}}
+    files = {role: f for role, f in files.items() if f.is_file()}
+    for modality in MODALITY_NAMES:
+        found = find_modality(run_dir, case_id, modality)
+        if found is not None:
+            files[modality] = found
+    records = {role: read_record(f) for role, f in files.items() if role.startswith("provenance_")}
+    for role, step, key in (("reference", "evaluate", "gt"), ("native_t1ce", "preprocess", "t1ce")):
+        found = _recorded(records.get(f"provenance_{step}", {}), key)
+        if found is not None:
+            files[role] = found
+    return files
 
 
 def canonical(path: Path, like: Any | None = None, dtype: type = np.float32) -> np.ndarray | None:
@@ -71,7 +99,7 @@ class CaseData:
     """One case's arrays (RAS) and records; optional parts are None when the run has none."""
 
     case_id: str
-    folder: Path
+    files: dict[str, Path]  # role -> file (case_files.ROLES)
     labels: np.ndarray
     zooms: tuple[float, ...]
     convention: str = "2019"
@@ -100,21 +128,19 @@ class CaseData:
         return [str(w) for w in self.provenance.get("predict", {}).get("warnings") or []]
 
 
-def load_case(run_dir: Path, case_id: str) -> CaseData:
-    """Read a case of a run folder: ``<id>_seg.nii.gz``, its T1Gd and FLAIR, reference and provenance."""
-    folder = Path(run_dir) / case_id
-    seg_img, labels, zooms = _labels(folder / f"{case_id}_seg.nii.gz")
-    provenance = {s: r for s in STEPS if (r := read_record(
-        folder / ("preprocessed" if s == "preprocess" else "") / f"provenance_{s}.json"))}
+def load_case(case_id: str, files: dict[str, Path]) -> CaseData:
+    """Read one case from its files by role: the labels, T1Gd and FLAIR, reference and provenance."""
+    seg_img, labels, zooms = _labels(files["seg"])
+    provenance = {s: r for s in STEPS if f"provenance_{s}" in files and (r := read_record(files[f"provenance_{s}"]))}
     params = provenance.get("evaluate", {}).get("parameters") or {}
-    data = CaseData(case_id, folder, labels, zooms, str(params.get("pred_labels") or "2019"), provenance=provenance)
+    data = CaseData(case_id, dict(files), labels, zooms, str(params.get("pred_labels") or "2019"),
+                    provenance=provenance)
     for modality in ("t1ce", "flair"):
-        path = find_modality(run_dir, case_id, modality)
-        if path is not None:
-            setattr(data, modality, canonical(path, seg_img))
-    gt = (provenance.get("evaluate", {}).get("inputs") or {}).get("gt", {}).get("path")
-    if gt and Path(gt).is_file():
-        ref = canonical(Path(gt), seg_img)
+        if modality in files:
+            setattr(data, modality, canonical(files[modality], seg_img))
+    gt = files.get("reference")
+    if gt is not None:
+        ref = canonical(gt, seg_img)
         if ref is not None:
             data.reference = labels_to_regions(np.rint(ref).astype(np.int16), str(params.get("gt_labels") or "2019"))
             data.reference_path = Path(gt)

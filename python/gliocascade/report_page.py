@@ -117,26 +117,26 @@ def similarity_rows(record: dict) -> list[tuple[str, float | None, float | None,
     return rows
 
 
-def _atlas_mask(record: dict, like_shape: tuple[int, ...]) -> np.ndarray | None:
+def _atlas_mask(record: dict, like_shape: tuple[int, ...], atlas: Path | None = None) -> np.ndarray | None:
+    """The atlas brain preprocess used: the file its record names, else ``atlas`` (a folder), else the default."""
     from .atlas import locate_atlas
     from .errors import InputError
 
     path = ((record.get("atlas") or {}).get("t1_skullstripped") or {}).get("path")
     if not path or not Path(path).is_file():
         try:
-            path = locate_atlas()["t1_skullstripped"]
+            path = locate_atlas(atlas)["t1_skullstripped"]
         except InputError:
             return None
     mask = canonical(Path(path))
     return mask > 0 if mask is not None and mask.shape == like_shape else None
 
 
-def preprocessing_section(data: CaseData, comp: fig.Component | None) -> str:
+def preprocessing_section(data: CaseData, comp: fig.Component | None, atlas: Path | None = None) -> str:
     """For native rows: atlas brain outline and brain-mask contour on each registered modality, QC scores."""
     record = data.provenance.get("preprocess")
     if not record:
         return ""
-    pre = data.folder / "preprocessed"
     parts = ["<h2>Preprocessing</h2>"]
     rows = similarity_rows(record)
     if rows:
@@ -150,17 +150,17 @@ def preprocessing_section(data: CaseData, comp: fig.Component | None) -> str:
     qc = record.get("qc") or {}
     if qc.get("decision"):
         parts.append(f"<p>QC decision: <b>{_esc(qc['decision'])}</b> {_esc('; '.join(qc.get('reasons') or []))}</p>")
-    brain_path = pre / f"{data.case_id}_brainmask.nii.gz"
-    brain = canonical(brain_path) if brain_path.is_file() else None
-    atlas = _atlas_mask(record, data.labels.shape)
+    brain_path = data.files.get("brainmask")
+    brain = canonical(brain_path) if brain_path is not None else None
+    atlas = _atlas_mask(record, data.labels.shape, atlas)
     z = comp.centre[2] if comp else data.labels.shape[2] // 2
     parts.append(f"<p><span style='color:rgb{ATLAS_RGB}'>&#9632;</span> atlas brain outline"
                  + ("" if atlas is not None else " (atlas not found)")
                  + f", <span style='color:rgb{BRAINMASK_RGB}'>&#9632;</span> brain mask, axial z={z}.</p>"
                  "<div class='row registration'>")
     for modality in ("t1", "t1ce", "t2", "flair"):
-        path = pre / f"{data.case_id}_{modality}.nii.gz"
-        image = canonical(path) if path.is_file() else None
+        path = data.files.get(modality)
+        image = canonical(path) if path is not None else None
         if image is None or image.shape != data.labels.shape:
             continue
         rgb = fig.grey_rgb(fig.view(image, "axial", z), fig.window(image))
@@ -168,21 +168,20 @@ def preprocessing_section(data: CaseData, comp: fig.Component | None) -> str:
                  if m is not None and m.shape == image.shape]
         parts.append(_img(fig.draw_contours(rgb, masks), "axial", z, f"registered {modality}",
                           f"{modality} (BraTS space)", _aspect(data.zooms, "axial")))
-    parts.append(native_panel(data, record))
+    parts.append(native_panel(data))
     parts.append("</div>")
     return "\n".join(parts)
 
 
-def native_panel(data: CaseData, record: dict) -> str:
+def native_panel(data: CaseData) -> str:
     """The native-grid segmentation over the native T1Gd, through its largest component (when both exist)."""
-    seg = data.folder / f"{data.case_id}_seg_native.nii.gz"
-    t1ce = ((record.get("inputs") or {}).get("t1ce") or {}).get("path")
-    if not seg.is_file() or not t1ce or not Path(t1ce).is_file():
+    seg, t1ce = data.files.get("seg_native"), data.files.get("native_t1ce")
+    if seg is None or t1ce is None:
         return ""
     from .io import load_nifti
 
     labels = canonical(seg, dtype=np.float32)
-    image = canonical(Path(t1ce), load_nifti(seg))
+    image = canonical(t1ce, load_nifti(seg))
     if labels is None or image is None:
         return ""
     labels = np.rint(labels).astype(np.int16)
@@ -200,7 +199,7 @@ def nib_zooms(path: Path) -> tuple[float, ...]:
     return tuple(float(z) for z in nib.as_closest_canonical(nib.load(str(path))).header.get_zooms()[:3])
 
 
-def facts_section(data: CaseData, metrics: dict[str, float]) -> str:
+def facts_section(data: CaseData, metrics: dict[str, float], cards: dict[str, dict] | None = None) -> str:
     """Volumes, components, metrics, runtimes, model card, versions and commands."""
     facts = data.facts()
     vols = data.volumes_ml()
@@ -222,7 +221,7 @@ def facts_section(data: CaseData, metrics: dict[str, float]) -> str:
             detail = ", ".join(f"{_esc(k)} {v}" for k, v in t.items() if k != "total")
             parts.append(f"<tr><td>{_esc(step)}</td><td>{_esc(t.get('total', ''))}</td><td>{detail}</td></tr>")
         parts.append("</table>")
-    parts.append(model_section(data))
+    parts.append(model_section(data, cards))
     versions = {"gliocascade": __version__}
     for record in data.provenance.values():
         versions.update(record.get("versions") or {})
@@ -235,8 +234,9 @@ def facts_section(data: CaseData, metrics: dict[str, float]) -> str:
     return "\n".join(parts)
 
 
-def model_section(data: CaseData) -> str:
-    """Each model of provenance_predict.json with its card (the card read from the folder when it still exists)."""
+def model_section(data: CaseData, cards: dict[str, dict] | None = None) -> str:
+    """Each model of provenance_predict.json with its card: read from the folder when it still exists,
+    else from ``cards`` (model.json sha256 -> card: the report's --model folders, e.g. staged copies)."""
     from .errors import InputError
     from .model_card import read_card
 
@@ -250,7 +250,7 @@ def model_section(data: CaseData) -> str:
         try:
             card = read_card(folder)
         except (InputError, OSError):
-            card = {"et_threshold": m.get("et_threshold")}
+            card = (cards or {}).get(m.get("model_json_sha256", ""), {"et_threshold": m.get("et_threshold")})
         dice = card.get("val_dice") or {}
         val = ", ".join(f"{r} {v:.3f}" for r, v in dice.items() if v is not None) or "none"
         threshold = card.get("et_threshold")
@@ -261,8 +261,10 @@ def model_section(data: CaseData) -> str:
     return "\n".join(parts)
 
 
-def render_case_page(data: CaseData, metrics: dict[str, float], flags: list[str]) -> str:
-    """The whole case page as one string (images inline as PNG)."""
+def render_case_page(data: CaseData, metrics: dict[str, float], flags: list[str],
+                     cards: dict[str, dict] | None = None, atlas: Path | None = None) -> str:
+    """The whole case page as one string (images inline as PNG); ``cards`` as for :func:`model_section`,
+    ``atlas`` the atlas folder when provenance names one that is not there."""
     comp = fig.largest_component(data.labels)
     head = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(data.case_id)} - gliocascade</title>"
             f"<style>{_CSS}</style></head><body><p><a href='../report.html'>cohort report</a></p>"
@@ -273,8 +275,8 @@ def render_case_page(data: CaseData, metrics: dict[str, float], flags: list[str]
     warnings = data.warnings()
     if warnings:
         parts.append("<ul class='warnings'>" + "".join(f"<li class='warn'>{_esc(w)}</li>" for w in warnings) + "</ul>")
-    parts += [images_section(data, comp), disagreement_section(data), preprocessing_section(data, comp),
-              facts_section(data, metrics), "</body></html>\n"]
+    parts += [images_section(data, comp), disagreement_section(data), preprocessing_section(data, comp, atlas),
+              facts_section(data, metrics, cards), "</body></html>\n"]
     return "\n".join(p for p in parts if p)
 
 

@@ -30,10 +30,8 @@ workflow INPUT_CHECK {
 
     CONVERT(rows.dicom.map { row -> [row[0], row[5] ?: [], row[1] ?: [], row[2] ?: [], row[3] ?: [], row[4] ?: []] })
     atlas = params.atlas ? file(params.atlas, checkIfExists: true) : []
-    PREPROCESS(
-        rows.native.map { row -> [row[0], row[1], row[2], row[3], row[4]] }.mix(CONVERT.out.images),
-        atlas
-    )
+    native_images = rows.native.map { row -> [row[0], row[1], row[2], row[3], row[4]] }.mix(CONVERT.out.images)
+    PREPROCESS(native_images, atlas)
 
     preprocessed = PREPROCESS.out.images
         .join(PREPROCESS.out.brainmask)
@@ -45,6 +43,9 @@ workflow INPUT_CHECK {
     transforms = PREPROCESS.out.transforms.mix(rows.brats.map { row -> [row[0], []] })
     references = rows.dicom.mix(rows.native, rows.brats).map { row -> [row[0], row[6] ?: []] }
     failures   = CONVERT.out.refusal.mix(PREPROCESS.out.refusal)
+    // for the report's case pages: preprocess's record (its QC block) and the native T1Gd it read
+    records    = PREPROCESS.out.provenance.map { meta, f -> [meta, 'provenance_preprocess', f] }
+        .mix(native_images.map { row -> [row[0], 'native_t1ce', row[2]] })
 }
 
 // Case ids that differ only in case collide on case-insensitive file systems: refused, as `run` does.

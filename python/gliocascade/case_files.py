@@ -1,0 +1,52 @@
+"""The case-files list: which file plays which part in a case's report, for files not laid out as a run folder.
+
+A workflow engine stages every task's outputs in a folder of its own (all provenance files are
+called ``provenance_<step>.json``), so the report cannot find a case's files by name as it does in
+a run folder. The Nextflow REPORT task is therefore given a CSV (``case_id,role,path``) naming
+each staged file's role; the report then reads exactly what `gliocascade run`'s report reads.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from .errors import InputError
+
+COLUMNS = ("case_id", "role", "path")
+STEPS = ("preprocess", "predict", "postprocess", "evaluate")
+# seg/seg_native: the final labels; t1..flair, brainmask: BraTS space; native_t1ce: the exam's own
+# T1Gd (native panel); reference: the row's seg; provenance_<step>: each step's record.
+ROLES = ("seg", "seg_native", "t1", "t1ce", "t2", "flair", "brainmask", "reference", "native_t1ce",
+         *(f"provenance_{s}" for s in STEPS))
+
+
+def read_case_files(path: Path) -> dict[str, dict[str, Path]]:
+    """Case id -> role -> file from a case-files CSV (relative paths are relative to the CSV's folder).
+
+    Unknown roles, a role named twice for one case, or a missing file are InputErrors: a report
+    built from a wrong list would show one case's images under another's name.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or tuple(reader.fieldnames) != COLUMNS:
+                raise InputError(path, f"a case-files list needs the columns {','.join(COLUMNS)}")
+            rows = list(reader)
+    except OSError as exc:
+        raise InputError(path, f"unreadable case-files list ({exc.strerror or exc})") from None
+    cases: dict[str, dict[str, Path]] = {}
+    for n, row in enumerate(rows, start=2):
+        case_id, role, name = (row[c] or "" for c in COLUMNS)
+        if not case_id or role not in ROLES:
+            raise InputError(path, f"line {n}: needs a case_id and a role among {', '.join(ROLES)}")
+        if role in cases.get(case_id, {}):
+            raise InputError(path, f"line {n}: case {case_id!r} names role {role!r} twice")
+        file = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not file.is_file():
+            raise InputError(file, f"named by {path} line {n} ({case_id} {role}) but not found")
+        cases.setdefault(case_id, {})[role] = file
+    missing = sorted(c for c, roles in cases.items() if "seg" not in roles)
+    if missing:
+        raise InputError(path, f"case {missing[0]!r} has no 'seg' file")
+    return cases
