@@ -11,6 +11,7 @@ unfinished staging removed, exit 128 + signal, a rerun of the same command resum
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -20,7 +21,7 @@ import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 from .errors import InputError
 from .io import SampleRow, atomic_path, check_writable_folder, read_samplesheet
@@ -28,6 +29,11 @@ from .leftovers import discard_run_leftovers
 from .lifeline import PARENT_ENV, Interrupted, die_with_parent, process_alive, stop_on_signals
 from .run_lock import OutLock
 from .steps import CaseResult, RunOptions, case_paths, process_case
+from .worker_logs import LogRelay, worker_logging
+
+# `progress(total)` is a context manager yielding a callback called with each finished case's result
+# (the entry layer's bar or lines: `progress.cohort_progress`).
+Progress = Callable[[int], ContextManager[Callable[[CaseResult], None]]]
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +97,14 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
-def _init_worker(threads: int, run_pid: int) -> None:
+def _init_worker(threads: int, run_pid: int, log_queue: Any = None, log_level: int = logging.INFO) -> None:
     """Pool initializer: die with the parent (the fork server), leave Ctrl-C to the run (which
-    stops the workers itself), and limit the worker's torch threads before any work."""
+    stops the workers itself), log through the run (``worker_logs``), and limit the worker's torch
+    threads before any work."""
     import torch
 
+    if log_queue is not None:
+        worker_logging(log_queue, log_level)
     die_with_parent()
     if not process_alive(run_pid):
         os._exit(1)  # the run died while this worker was starting
@@ -125,21 +134,23 @@ def _kill_workers(pool: ProcessPoolExecutor) -> None:
 
 # --------------------------------------------------------------------------- running the cases
 
-def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int) -> list[CaseResult]:
-    """Process every row in a pool of ``workers`` processes.
+def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int,
+              progress: Progress | None = None) -> list[CaseResult]:
+    """Process every row in a pool of ``workers`` processes; ``progress`` hears of each finished case.
 
     Workers come from a fork server that imported torch and the steps once (fast starts, and safe
     even when this process already ran torch: forking a process with live thread pools is not).
+    Their log records are logged here (``worker_logs``), as this process's own are.
     """
-    from tqdm import tqdm
-
     results: dict[str, CaseResult] = {}
     ctx = _pool_context()
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(rows)), mp_context=ctx,
-                               initializer=_init_worker, initargs=(opts.threads, os.getpid()))
+    log_queue = ctx.Queue()
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(rows)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(opts.threads, os.getpid(), log_queue, logging.getLogger().getEffectiveLevel()))
+    shown = progress(len(rows)) if progress is not None else contextlib.nullcontext(None)
     try:
         futures = {pool.submit(process_case, row, opts): row.case_id for row in rows}
-        with tqdm(total=len(futures), desc="cases", unit="case", disable=None) as bar:
+        with shown as on_result, LogRelay(log_queue):
             for fut in as_completed(futures):
                 cid = futures[fut]
                 try:
@@ -151,12 +162,14 @@ def run_cases(rows: list[SampleRow], opts: RunOptions, workers: int) -> list[Cas
                     res = CaseResult(cid, ok=False, failed_step="worker", message=f"{type(exc).__name__}: {exc}")
                 results[cid] = res
                 _log_result(res)
-                bar.update(1)
+                if on_result is not None:
+                    on_result(res)
     except BaseException:  # Interrupted, Ctrl-C, or a bug here: no worker may go on writing
         _kill_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    log_queue.close()
     return [results[r.case_id] for r in rows]
 
 
@@ -210,8 +223,10 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
 
 def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int = 1, tta: int = 8,
                  device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
-                 **step_options: Any) -> list[CaseResult]:
+                 progress: Progress | None = None, **step_options: Any) -> list[CaseResult]:
     """Check everything global, run all cases, write the report; returns each case's result.
+
+    ``progress`` (see :data:`Progress`) hears of every finished case.
 
     ``step_options`` are the per-step settings of :class:`RunOptions` (``precision``, ``save_probabilities``,
     ``registration_backend``, ``affine``, ``n4``, ``atlas_via``, ``allow_qc_failure``). A failed report is appended as a
@@ -234,7 +249,7 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     with OutLock(out), stop_on_signals():
         discard_run_leftovers(out, ids)  # a killed run's staging and temporaries: never outputs
         try:
-            return _run_and_report(rows, opts, out, workers, threshold)
+            return _run_and_report(rows, opts, out, workers, threshold, progress)
         except Interrupted as exc:
             log.warning("run: %s received: stopping", signal.Signals(exc.signum).name)
             discard_run_leftovers(out, ids)
@@ -242,11 +257,11 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
 
 
 def _run_and_report(rows: list[SampleRow], opts: RunOptions, out: Path, workers: int,
-                    threshold: int | None) -> list[CaseResult]:
+                    threshold: int | None, progress: Progress | None = None) -> list[CaseResult]:
     log.info("run: %d case(s), %d worker(s) x %d thread(s), %s", len(rows), workers, opts.threads,
              "ET threshold: not tuned (no et_threshold in model.json): ET is kept as predicted"
              if threshold is None else f"ET threshold {threshold} voxels")
-    results = run_cases(rows, opts, workers)
+    results = run_cases(rows, opts, workers, progress)
     try:
         write_report(out, results)
     except Exception as exc:  # the cases' outputs stand; the run still reports failure (exit 1)
@@ -260,8 +275,15 @@ def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers:
                 precision: str = "auto", device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
                 save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
                 n4: bool = False, atlas_via: str = "t1ce", allow_qc_failure: bool = False) -> int:
-    """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError)."""
+    """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError).
+
+    Progress: a cohort bar on a terminal, timestamped log lines otherwise (``progress.py``).
+    """
+    from .progress import cohort_progress, timestamped_lines
+
+    timestamped_lines()
     results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention,
+                           progress=cohort_progress,
                            precision=precision,
                            save_probabilities=save_probabilities, registration_backend=registration_backend,
                            affine=affine, n4=n4, atlas_via=atlas_via, allow_qc_failure=allow_qc_failure)

@@ -264,6 +264,7 @@ def _step(result: CaseResult, name: str, done: bool, action: Callable[[], Any]) 
     if done:
         result.skipped.append(name)
         return None
+    log.info("%s: %s", result.case_id, name)  # a person following a cohort sees the step each case is at
     try:
         value = action()
     except StepFailed as exc:
