@@ -212,6 +212,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--out", type=Path, help="default: benchmarks/results/predict.json (predict_cuda.json on cuda)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--networks", default=",".join(NETWORKS), help="CPU: comma-separated subset of " + ", ".join(NETWORKS))
     ap.add_argument("--child", choices=("matmul", "cuda_matmul", "cuda_agreement", *NETWORKS, *CUDA_NETWORKS),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -241,7 +242,7 @@ def main() -> None:
 
     matmul, _ = run_child(["--child", "matmul", *common])
     results = {}
-    for name in NETWORKS:
+    for name in args.networks.split(","):
         res, mem = run_child(["--child", name, *common])
         gflop = conv_gflop(name, tuple(res["shape"]))
         best = min(res["seconds"])
@@ -252,19 +253,20 @@ def main() -> None:
                          "peak_memory_gb": mem}
         print(f"{name}: {best:.1f} s, {gflop / best:.1f} GFLOP/s, {gflop / best / peak:.0%} of the {precision} "
               f"matmul peak, {mem:.2f} GB", file=sys.stderr)
-    ref, fast, seg = results["cascade_eager"], results["cascade_channels_last"], results["segresnet"]
+    seconds = {name: r["best_seconds"] for name, r in results.items()}
+    pairs = {"channels_last_speedup_vs_eager": ("cascade_eager", "cascade_channels_last"),
+             "bf16_speedup_vs_fp32": ("cascade_channels_last", "cascade_cpu_bf16")}
+    ratios = {key: seconds[a] / seconds[b] for key, (a, b) in pairs.items() if a in seconds and b in seconds}
+    ratios["bf16_over_fp32_matmul_peak"] = matmul["bfloat16"]["gflops"] / matmul["gflops"]
+    if "segresnet" in results and "cascade_channels_last" in results:
+        ratios["cascade_over_segresnet_seconds"] = seconds["cascade_channels_last"] / seconds["segresnet"]
+        ratios["cascade_over_segresnet_flops"] = (results["cascade_channels_last"]["conv_gflop"]
+                                                  / results["segresnet"]["conv_gflop"])
     record = {
         "case": args.case.name, "threads": args.threads, "runs": args.runs,
-        "input_shape": results["cascade_eager"]["shape"],
+        "input_shape": next(iter(results.values()))["shape"], "load_average_at_start": os.getloadavg()[0],
         "torch": torch.__version__, "machine": platform.machine(), "processor": platform.processor(),
-        "isa": isa_record(), "matmul": matmul, "networks": results,
-        "ratios": {
-            "channels_last_speedup_vs_eager": ref["best_seconds"] / fast["best_seconds"],
-            "bf16_speedup_vs_fp32": fast["best_seconds"] / results["cascade_cpu_bf16"]["best_seconds"],
-            "bf16_over_fp32_matmul_peak": matmul["bfloat16"]["gflops"] / matmul["gflops"],
-            "cascade_over_segresnet_seconds": fast["best_seconds"] / seg["best_seconds"],
-            "cascade_over_segresnet_flops": fast["conv_gflop"] / seg["conv_gflop"],
-        },
+        "isa": isa_record(), "matmul": matmul, "networks": results, "ratios": ratios,
     }
     write_record(args.out, record)
     print(json.dumps(record["ratios"], indent=2))
