@@ -98,7 +98,15 @@ def test_the_request_check_sees_a_page_that_reaches_out(tmp_path):
 
 
 def test_screenshots_are_drawn(report, tmp_path):
-    for page in (report / "report.html", report / "cases" / "caseA.html"):
+    """Both pages draw at 1400 px. GLIOCASCADE_SCREENSHOTS=DIR also keeps the shots there (docs/),
+    taken of GLIOCASCADE_SCREENSHOT_REPORT when set: a real run's report folder, so the README shows
+    what a run writes (phantom cases only: the BraTS-GLI and expert cases may not be redistributed), of
+    the case GLIOCASCADE_SCREENSHOT_CASE names (default: the first)."""
+    source = Path(os.environ.get("GLIOCASCADE_SCREENSHOT_REPORT") or report)
+    pages = sorted((source / "cases").glob("*.html")) if source != report else [report / "cases" / "caseA.html"]
+    case_page = source / "cases" / f"{os.environ['GLIOCASCADE_SCREENSHOT_CASE']}.html" \
+        if source != report and os.environ.get("GLIOCASCADE_SCREENSHOT_CASE") else pages[0]
+    for page in (source / "report.html", case_page):
         shot = tmp_path / f"{page.stem}.png"
         _browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1400,1000", "--hide-scrollbars")
         from PIL import Image
