@@ -181,3 +181,20 @@ def test_real_brats_2023_case_is_discovered(data_dir):
     img = load_nifti(case.images["t1ce"])
     assert img.shape == (240, 240, 155)
     assert nib.aff2axcodes(img.affine) == ("L", "P", "S")
+
+
+def test_csv_records_with_a_wrong_header_or_no_file_are_one_line_errors(tmp_path):
+    from gliocascade.errors import InputError
+    from gliocascade.io import read_csv_rows
+
+    good = tmp_path / "good.csv"
+    good.write_text("case_id,step,message\nA,predict,bad\n")
+    assert read_csv_rows(good, ("case_id", "step", "message"), "failures file") == [
+        {"case_id": "A", "step": "predict", "message": "bad"}]
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("case,step\nA,predict\n")
+    with pytest.raises(InputError, match="a failures file needs the columns case_id,step,message") as err:
+        read_csv_rows(wrong, ("case_id", "step", "message"), "failures file")
+    assert "wrong.csv" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(InputError, match="unreadable case-files list"):
+        read_csv_rows(tmp_path / "missing.csv", ("case_id", "role", "path"), "case-files list")

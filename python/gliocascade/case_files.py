@@ -7,10 +7,10 @@ each staged file's role; the report then reads exactly what `gliocascade run`'s 
 """
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from .errors import InputError
+from .io import read_csv_rows
 
 COLUMNS = ("case_id", "role", "path")
 STEPS = ("preprocess", "predict", "postprocess", "evaluate")
@@ -27,14 +27,7 @@ def read_case_files(path: Path) -> dict[str, dict[str, Path]]:
     built from a wrong list would show one case's images under another's name.
     """
     path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or tuple(reader.fieldnames) != COLUMNS:
-                raise InputError(path, f"a case-files list needs the columns {','.join(COLUMNS)}")
-            rows = list(reader)
-    except OSError as exc:
-        raise InputError(path, f"unreadable case-files list ({exc.strerror or exc})") from None
+    rows = read_csv_rows(path, COLUMNS, "case-files list")
     cases: dict[str, dict[str, Path]] = {}
     for n, row in enumerate(rows, start=2):
         case_id, role, name = (row[c] or "" for c in COLUMNS)

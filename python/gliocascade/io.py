@@ -346,6 +346,22 @@ def check_writable_folder(path: str | Path) -> None:
 
 # --------------------------------------------------------------------------- case discovery
 
+
+def read_csv_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    """The rows of a CSV that must have exactly ``columns``; a wrong header or an unreadable file
+    is an InputError naming ``what`` the file was meant to be."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or tuple(reader.fieldnames) != tuple(columns):
+                raise InputError(path, f"a {what} needs the columns {','.join(columns)}")
+            return list(reader)
+    except OSError as exc:
+        raise InputError(path, f"unreadable {what} ({exc.strerror or exc})") from None
+
 @dataclass
 class Case:
     """One case: its id and the paths of the four modalities (and optional ground truth)."""

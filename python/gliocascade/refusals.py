@@ -6,7 +6,6 @@ import csv
 import io as _io
 from pathlib import Path
 
-from .errors import InputError
 from .io import atomic_path
 
 COLUMNS = ("case_id", "step", "message")
@@ -30,12 +29,6 @@ def write_refusal(path: Path, case_id: str, step: str, message: str) -> Path:
 
 def read_failures(path: Path) -> list[tuple[str, str, str]]:
     """The (case_id, step, message) rows of a failures CSV; an unreadable one is an InputError."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or tuple(reader.fieldnames) != COLUMNS:
-                raise InputError(path, f"a failures file needs the columns {','.join(COLUMNS)}")
-            return [(r["case_id"], r["step"], r["message"]) for r in reader]
-    except OSError as exc:
-        raise InputError(path, f"unreadable failures file ({exc.strerror or exc})") from None
+    from .io import read_csv_rows
+
+    return [(r["case_id"], r["step"], r["message"]) for r in read_csv_rows(path, COLUMNS, "failures file")]
