@@ -7,12 +7,13 @@ Everything is read and checked before anything is written, so bad input leaves n
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, ContextManager, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -26,6 +27,10 @@ from .labels import regions_to_labels
 from .leftovers import discard_temporaries
 
 log = logging.getLogger(__name__)
+
+# `progress(case_id, passes)` is a context manager yielding a callback called with each finished TTA
+# pass (or None: nothing to show); the entry command's bar: `progress.pass_progress`.
+PassProgress = Callable[[str, int], ContextManager[Callable[[int], None] | None]]
 
 
 @dataclass
@@ -130,8 +135,12 @@ def _model_record(m) -> dict:
 
 def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: Path, tta: int = 8,
                  device: str = "auto", brainmask: Path | None = None, save_probabilities: bool = False,
-                 label_convention: str = "2019", cpu_mode: str = "channels_last", precision: str = "auto") -> Path:
-    """Predict one case; write ``<id>_pred.nii.gz`` (and ``<id>_prob.nii.gz``) and provenance. Returns the label path."""
+                 label_convention: str = "2019", cpu_mode: str = "channels_last", precision: str = "auto",
+                 progress: PassProgress | None = None) -> Path:
+    """Predict one case; write ``<id>_pred.nii.gz`` (and ``<id>_prob.nii.gz``) and provenance. Returns the label path.
+
+    ``progress`` (see :data:`PassProgress`) hears of every TTA pass; without it nothing is shown, as
+    in `run`'s workers, whose terminal belongs to the cohort bar."""
     from .cpu_speed import prepare
     from .model_io import ensemble_orientation, resolve_device
     from .model_card import case_warnings, read_card
@@ -155,17 +164,9 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     runner = prepare([n for m in models for n in m.networks], dev, cpu_mode, chosen)
     n_passes = sum(len(tta_passes(len(m.networks), tta)) for m in models)
     t0 = time.time()
-    try:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_passes, desc=f"{case_id} TTA passes", unit="pass", disable=None, leave=False)
-    except ImportError:  # pragma: no cover
-        bar = None
-    try:
-        probs, window_info = case_probabilities(case, models, tta, runner, dev, bar.update if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+    shown = progress(case_id, n_passes) if progress is not None else contextlib.nullcontext(None)
+    with shown as on_pass:
+        probs, window_info = case_probabilities(case, models, tta, runner, dev, on_pass)
     t_infer = time.time() - t0
     labels = regions_to_labels(probs > 0.5, label_convention)
     out_dir = Path(out_dir)
@@ -242,7 +243,10 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
     atomically, so an existing one is complete: a rerun after a kill resumes). The brain mask is
     ``--brainmask`` when given; in a case folder, ``<id>_brainmask.nii.gz`` counts; four images
     named one by one have none unless it is given.
+    Progress: each case's TTA passes as a bar on a terminal (``progress.pass_progress``).
     """
+    from .progress import pass_progress
+
     files = {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}
     named = any(v is not None for v in files.values())
     if sum([case is not None, cases is not None, named]) != 1:
@@ -258,7 +262,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
             images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
         loaded = load_models(models, device)
         predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
-                     save_probabilities, label_convention, precision=precision)
+                     save_probabilities, label_convention, precision=precision, progress=pass_progress)
         return 0
     folders = case_folders(cases)
     loaded = load_models(models, device)
@@ -273,7 +277,8 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
                 log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
                 continue
             predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
-                         c.extra.get("brainmask"), save_probabilities, label_convention, precision=precision)
+                         c.extra.get("brainmask"), save_probabilities, label_convention, precision=precision,
+                         progress=pass_progress)
         except InputError as exc:
             log.error("%s", exc)
             failed.append(folder.name)

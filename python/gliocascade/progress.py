@@ -2,8 +2,10 @@
 
 A person at a terminal wants one line that says how far the cohort is (cases done and failed, ETA)
 with the log lines scrolling above it; a cluster job's log wants lines that each carry their time
-and no carriage-return refreshes. Library code only logs and calls back (``on_result``); this
-module decides how that is shown.
+and no carriage-return refreshes. Library code only logs and calls back (``on_result``, a case's
+``on_pass``); this module decides how that is shown. A bar is drawn only by the command a person
+started: `run`'s workers call `predict` without one, so no per-case bar flashes into the run's
+terminal or log.
 """
 from __future__ import annotations
 
@@ -76,3 +78,19 @@ def cohort_progress(total: int, stream: IO[str] | None = None) -> Iterator[Calla
     """The ``progress`` factory `pipeline.run_pipeline` takes: yields the per-case callback."""
     with CohortProgress(total, stream).shown() as progress:
         yield progress
+
+
+@contextlib.contextmanager
+def pass_progress(case_id: str, total: int, stream: IO[str] | None = None) -> Iterator[Callable[[int], None] | None]:
+    """The ``progress`` factory `predict.predict_case` takes when `predict` is the entry command: one
+    case's TTA passes as a bar on a terminal (log lines above it), nothing when not a terminal."""
+    stream = stream or sys.stderr
+    if not is_terminal(stream):
+        yield None
+        return
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with tqdm(total=total, desc=f"{case_id} TTA passes", unit="pass", file=stream, leave=False) as bar, \
+            logging_redirect_tqdm():
+        yield bar.update
