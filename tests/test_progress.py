@@ -22,7 +22,8 @@ def test_train_epoch_lines_without_validation_say_so_and_print_no_nan(tmp_path, 
     assert "val Dice WT" in lines[1] and "nan" not in lines[1].lower()
 
 
-def test_provenance_of_a_run_names_the_final_outputs_not_the_staging_folders(tmp_path, random_tiny_model, cli):
+def test_provenance_and_log_lines_of_a_run_name_the_final_outputs_not_the_staging_folders(
+        tmp_path, random_tiny_model, cli, caplog):
     import json
 
     from gliocascade.phantom import write_phantoms
@@ -32,8 +33,14 @@ def test_provenance_of_a_run_names_the_final_outputs_not_the_staging_folders(tmp
     sheet = tmp_path / "s.csv"
     sheet.write_text(f"case_id,t1,t1ce,t2,flair,space,seg\nP,{files},brats,{case / (case.name + '_seg.nii.gz')}\n")
     out = tmp_path / "out"
-    assert cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
-               "--device", "cpu").exit_code == 0
+    with caplog.at_level(logging.INFO):  # the workers' records are relayed to the run's loggers
+        assert cli("run", "--samplesheet", sheet, "--model", random_tiny_model, "--out", out, "--tta", "1",
+                   "--device", "cpu").exit_code == 0
+    lines = [r.getMessage() for r in caplog.records]
+    assert not [ln for ln in lines if ".partial" in ln]
+    final = out.resolve() / "P"
+    assert f"P: wrote {final / 'P_pred.nii.gz'} (" in "\n".join(lines)  # predict wrote into .partial-predict
+    assert f"wrote {final / 'P_metrics.csv'}" in lines  # evaluate into .partial-evaluate
     records = sorted((out / "P").glob("provenance_*.json"))
     assert [p.name for p in records] == ["provenance_evaluate.json", "provenance_postprocess.json",
                                          "provenance_predict.json"]
@@ -120,4 +127,32 @@ def test_run_shows_a_cohort_bar_on_a_terminal_and_timestamped_lines_in_a_file(tm
     assert code == 0, screen[-3000:]
     assert "\r" in screen and re.search(r"cases: +100%\|[^|]*\| 2/2 \[", screen), screen[-3000:]
     assert "failed=0" in screen
+    assert "TTA passes" not in screen  # the workers' predict steps draw no bar of their own
     assert re.search(TIMESTAMP + r"INFO gliocascade\.pipeline: phantom04[23]: done", screen)  # lines above the bar
+
+
+def test_predict_as_the_entry_command_shows_its_pass_bar_on_a_terminal_only(tmp_path, random_tiny_model):
+    import re
+    import subprocess
+    import sys
+
+    from gliocascade.phantom import write_phantoms
+
+    case = write_phantoms(tmp_path / "cases", n=1, seed=43, shape=(48, 48, 32))[0]
+
+    def argv(out):
+        return [sys.executable, "-m", "gliocascade.cli", "predict", "--case", str(case), "--model",
+                str(random_tiny_model), "--out", str(out), "--tta", "2", "--device", "cpu"]
+
+    code, screen = _under_a_pty(argv(tmp_path / "on_tty"))
+    assert code == 0, screen[-3000:]
+    assert "\r" in screen and re.search(r"phantom043 TTA passes: +\d+%\|", screen), screen[-3000:]
+
+    log = tmp_path / "predict.log"
+    with open(log, "w") as fh:
+        code = subprocess.run(argv(tmp_path / "to_file"), stdout=fh, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, timeout=300).returncode
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "\r" not in text and "%|" not in text and "TTA passes" not in text
+    assert "phantom043: wrote" in text

@@ -3,7 +3,8 @@
 Each step writes into a staging folder inside the case folder and moves its outputs into place only
 when it succeeded, the completion marker (the step's main output) last. So an output that exists is
 complete, a rerun skips every step whose outputs exist (resume), and a failed or killed step leaves
-nothing of itself behind. Steps call the other modules' functions, never re-implement them.
+nothing of itself behind; what a step logs meanwhile names the published files
+(``worker_logs.logged_as_published``). Steps call the other modules' functions, never re-implement them.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import InputError
 from .io import MODALITIES, SampleRow
+from .worker_logs import logged_as_published
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +185,9 @@ def step_convert(row: SampleRow, paths: CasePaths, opts: RunOptions) -> dict[str
     series = {m: p for m, p in row.images.items() if _is_series_folder(p)}
     nifti = {m: p for m, p in row.images.items() if not _is_series_folder(p)}
     stage = _fresh_staging(paths, "convert")
-    dicom.convert_command(dicom=row.dicom_dir, out=stage, case_id=row.case_id, t1=series.get("t1"),
-                          t1ce=series.get("t1ce"), t2=series.get("t2"), flair=series.get("flair"))
+    with logged_as_published(stage, paths.converted):
+        dicom.convert_command(dicom=row.dicom_dir, out=stage, case_id=row.case_id, t1=series.get("t1"),
+                              t1ce=series.get("t1ce"), t2=series.get("t2"), flair=series.get("flair"))
     _publish_folder(stage, paths.converted)
     files = _modality_files(paths.converted, row.case_id)
     files.update(nifti)  # modalities given as NIfTI next to series folders stay as they are
@@ -196,10 +199,12 @@ def step_preprocess(images: dict[str, Path], paths: CasePaths, opts: RunOptions)
     from . import preprocess
 
     stage = _fresh_staging(paths, "preprocess")
-    preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
-                                  case_id=paths.case_id, out=stage, atlas=opts.atlas, backend=opts.registration_backend,
-                                  affine=opts.affine, n4=opts.n4, skull_strip="atlas", threads=opts.threads,
-                                  atlas_via=opts.atlas_via, allow_qc_failure=opts.allow_qc_failure)
+    with logged_as_published(stage, paths.preprocessed):
+        preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
+                                      case_id=paths.case_id, out=stage, atlas=opts.atlas,
+                                      backend=opts.registration_backend, affine=opts.affine, n4=opts.n4,
+                                      skull_strip="atlas", threads=opts.threads, atlas_via=opts.atlas_via,
+                                      allow_qc_failure=opts.allow_qc_failure)
     _publish_folder(stage, paths.preprocessed)
 
 
@@ -208,9 +213,10 @@ def step_predict(images: dict[str, Path], brainmask: Path | None, paths: CasePat
     from .predict import predict_case
 
     stage = _fresh_staging(paths, "predict")
-    predict_case(images=images, case_id=paths.case_id, models=loaded_models(opts.models), out_dir=stage,
-                 tta=opts.tta, device=opts.device, brainmask=brainmask, save_probabilities=opts.save_probabilities,
-                 label_convention=opts.label_convention, precision=opts.precision)
+    with logged_as_published(stage, paths.root):  # no progress bar: the run's terminal shows the cohort's
+        predict_case(images=images, case_id=paths.case_id, models=loaded_models(opts.models), out_dir=stage,
+                     tta=opts.tta, device=opts.device, brainmask=brainmask, save_probabilities=opts.save_probabilities,
+                     label_convention=opts.label_convention, precision=opts.precision)
     _publish_files(stage, paths.root, paths.pred.name)
 
 
@@ -219,9 +225,10 @@ def step_postprocess(paths: CasePaths, opts: RunOptions, native: bool) -> None:
     from .postprocess import postprocess_labels
 
     stage = _fresh_staging(paths, "postprocess")
-    postprocess_labels(pred=paths.pred, out=stage / paths.seg.name, et_threshold=opts.et_threshold,
-                       native_transforms=paths.transforms if native else None,
-                       label_convention=opts.label_convention)
+    with logged_as_published(stage, paths.root):
+        postprocess_labels(pred=paths.pred, out=stage / paths.seg.name, et_threshold=opts.et_threshold,
+                           native_transforms=paths.transforms if native else None,
+                           label_convention=opts.label_convention)
     _publish_files(stage, paths.root, paths.seg.name)
 
 
@@ -233,10 +240,11 @@ def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
     # evaluate picks the labels on the reference's grid (native or BraTS), as in the Nextflow door
     # a BraTS row's images give the brain, so an implausible reference is also judged against it
     brats = row.space == "brats" and not needs_convert(row)
-    code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
-                            pred_labels=opts.label_convention, gt_labels=row.label_convention,
-                            pred_native=paths.seg_native if paths.seg_native.exists() else None,
-                            brain_images=row.images if brats else None)
+    with logged_as_published(stage, paths.root):
+        code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
+                                pred_labels=opts.label_convention, gt_labels=row.label_convention,
+                                pred_native=paths.seg_native if paths.seg_native.exists() else None,
+                                brain_images=row.images if brats else None)
     if code:
         raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
     _publish_files(stage, paths.root, paths.metrics.name)

@@ -5,14 +5,20 @@ terminal); worker processes of the pool never see that set-up. Each worker there
 records on a queue and a thread of the run re-logs them, so a worker's warning looks like any
 other line and never breaks the cohort bar. The thread is a daemon with a bounded join: a worker
 killed mid-write can cost a log line, never a hung run.
+
+A step writes into a staging folder that is renamed once the step succeeded; the lines it logs
+meanwhile (``wrote <file>``) are rewritten to name the published place (:func:`logged_as_published`),
+so that a log names files a person can open.
 """
 from __future__ import annotations
 
 import logging
 import logging.handlers
 import queue as _queue
+import contextlib
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 
 def worker_logging(log_queue: Any, level: int) -> None:
@@ -54,3 +60,32 @@ class LogRelay:
             logger = logging.getLogger(record.name)
             if logger.isEnabledFor(record.levelno):
                 logger.handle(record)
+
+
+class _RenamePath(logging.Filter):
+    """Replace one path prefix by another in every record's message (the record is changed in place,
+    so each handler, the workers' queue included, passes on the rewritten line)."""
+
+    def __init__(self, old: str, new: str) -> None:
+        super().__init__()
+        self.old, self.new = old, new
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.old in message:
+            record.msg, record.args = message.replace(self.old, self.new), None
+        return True
+
+
+@contextlib.contextmanager
+def logged_as_published(stage: Path, dest: Path) -> Iterator[None]:
+    """While a step writes into ``stage``, log lines name ``dest`` (where its files are published) instead."""
+    rename = _RenamePath(str(stage), str(dest))
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(rename)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(rename)
