@@ -24,6 +24,9 @@ CONVENTION = click.Choice(["2019", "2023"])
 PRECISION = click.Choice(["auto", "fp32", "bf16"])
 PRECISION_HELP = ("Arithmetic of the network: auto = bf16 on CUDA and on CPUs with native bf16 "
                   "(avx512_bf16, amx_bf16), else fp32.")
+INPUT_SKULL_HELP = ("Are the inputs already skull-stripped? auto decides from T1Gd (head volume and an exactly "
+                    "constant outside; README, preprocessing); stripped exams are registered to the "
+                    "skull-stripped atlas and keep their own brain.")
 
 
 # A workflow engine that drops a case on exit 2 cannot carry its reason on; with this variable set
@@ -146,6 +149,8 @@ def convert(**kw: Any) -> None:
 @click.option("--allow-qc-failure", is_flag=True,
               help="Write the case even when a registration similarity check fails (QC decision "
                    "'overridden' in provenance, flagged by the report). Default: off (exit 2).")
+@click.option("--input-skull-stripped", "input_skull_stripped", type=click.Choice(["auto", "yes", "no"]),
+              default="auto", show_default=True, help=INPUT_SKULL_HELP)
 def preprocess(**kw: Any) -> None:
     """Co-register to T1Gd, register to the SRI24 BraTS space, skull-strip; write native transforms."""
     _call("preprocess", "preprocess_command", **kw)
@@ -315,6 +320,11 @@ def report(**kw: Any) -> None:
 @click.option("--allow-qc-failure", is_flag=True,
               help="preprocess: write a case whose registration similarity check fails (QC 'overridden', "
                    "flagged by the report). Default: off (the case fails).")
+@click.option("--input-skull-stripped", "input_skull_stripped", type=click.Choice(["auto", "yes", "no"]),
+              default="auto", show_default=True, help="preprocess: " + INPUT_SKULL_HELP)
+@click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
+              show_default=True, help="preprocess: skull-stripping method of exams with skull (plug-ins need "
+                                      "their weights present).")
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
 

@@ -229,7 +229,8 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     ``progress`` (see :data:`Progress`) hears of every finished case.
 
     ``step_options`` are the per-step settings of :class:`RunOptions` (``precision``, ``save_probabilities``,
-    ``registration_backend``, ``affine``, ``n4``, ``atlas_via``, ``allow_qc_failure``). A failed report is appended as a
+    ``registration_backend``, ``affine``, ``n4``, ``atlas_via``, ``allow_qc_failure``, ``input_skull_stripped``,
+    ``skull_strip``). A failed report is appended as a
     result named ``report`` (the cases' outputs stand).
     """
     rows = load_samplesheet(Path(samplesheet))
@@ -274,7 +275,8 @@ def _run_and_report(rows: list[SampleRow], opts: RunOptions, out: Path, workers:
 def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
                 precision: str = "auto", device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
                 save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
-                n4: bool = False, atlas_via: str = "t1ce", allow_qc_failure: bool = False) -> int:
+                n4: bool = False, atlas_via: str = "t1ce", allow_qc_failure: bool = False,
+                input_skull_stripped: str = "auto", skull_strip: str = "atlas") -> int:
     """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError).
 
     Progress: a cohort bar on a terminal, timestamped log lines otherwise (``progress.py``).
@@ -286,7 +288,8 @@ def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers:
                            progress=cohort_progress,
                            precision=precision,
                            save_probabilities=save_probabilities, registration_backend=registration_backend,
-                           affine=affine, n4=n4, atlas_via=atlas_via, allow_qc_failure=allow_qc_failure)
+                           affine=affine, n4=n4, atlas_via=atlas_via, allow_qc_failure=allow_qc_failure,
+                           input_skull_stripped=input_skull_stripped, skull_strip=skull_strip)
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("failed case %s (%s): %s", r.case_id, r.failed_step, r.message)

@@ -28,14 +28,16 @@ from typing import Iterator
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from . import registration as reg
+from . import skull_presence
 from .atlas import atlas_release, locate_atlas
 from .errors import InputError
 from .io import MODALITIES, brats_affine, check_distinct_files, write_image, write_labels
 from .provenance import sha256_file, write_provenance
 from .resample import as_affine, bounding_box, compose, field_of_view, resample, to_brats
-from .skullstrip import METHODS, check_plausible, plugin_mask, refine_atlas_mask
+from .skullstrip import METHODS, check_plausible, largest_component, plugin_mask, refine_atlas_mask
 
 log = logging.getLogger(__name__)
 
@@ -162,11 +164,14 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                     backend: str = "simpleitk", affine: bool = False, n4: bool = False,
                     skull_strip: str = "atlas", threads: int = 1,
                     params: reg.RegistrationParams | None = None, atlas_via: str = "t1ce",
-                    allow_qc_failure: bool = False) -> dict[str, Path]:
+                    allow_qc_failure: bool = False, input_skull_stripped: str = "auto") -> dict[str, Path]:
     """Preprocess one exam; returns the written paths by role (modalities, brainmask, transform, ...).
 
     ``atlas_via`` ``t1``: the native T1 is registered to the atlas and T1Gd follows through its
-    T1 -> T1Gd co-registration; ``t1ce``: T1Gd is registered to the atlas directly. A failed
+    T1 -> T1Gd co-registration; ``t1ce``: T1Gd is registered to the atlas directly.
+    ``input_skull_stripped`` (auto, yes, no; ``skull_presence``): an exam already skull-stripped is
+    registered to the skull-stripped atlas T1 and keeps its own brain (T1Gd's non-background region
+    on the BraTS grid) instead of the atlas mask or a skull-stripper. A failed
     similarity check stops the case (InputError naming the case, the modality and the score) unless
     ``allow_qc_failure``: then it is written with QC decision ``overridden``.
     """
@@ -190,6 +195,14 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             atlas = locate_atlas(Path(atlas_dir) if atlas_dir else None)
             atlas_t1 = read_input(atlas["t1"], "atlas T1")
             atlas_ss = read_input(atlas["t1_skullstripped"], "atlas skull-stripped T1")
+            skull = skull_presence.decide(native, input_skull_stripped, case_id)
+            log.info("%s: inputs %s (%s: %s)", case_id, "skull-stripped" if skull.stripped else "with skull",
+                     skull.source, skull.reason)
+            if skull.stripped and skull_strip != "atlas":
+                log.warning("%s: the inputs are already skull-stripped: --skull-strip %s is not run", case_id,
+                            skull_strip)
+            atlas_target, atlas_name = (atlas_ss, "the skull-stripped atlas T1") if skull.stripped else \
+                (atlas_t1, "the atlas T1")
         with clock("n4"):
             driving = {m: n4_corrected(native[m]) for m in MODALITIES} if n4 else native
         results: dict[str, reg.RegistrationResult] = {}
@@ -200,7 +213,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         with clock("atlas_registration"):
             # The native image is the fixed one: samples fall only where the exam has data, and
             # the rigid (or affine) result is inverted exactly.
-            results["atlas"] = reg.register(driving[atlas_via], atlas_t1, backend, affine=affine, params=params)
+            results["atlas"] = reg.register(driving[atlas_via], atlas_target, backend, affine=affine, params=params)
             atlas_from_native = results["atlas"].transform  # native (atlas_via) points -> atlas points
             if atlas_via == "t1ce":
                 brats_to_native = atlas_from_native.GetInverse()
@@ -214,26 +227,29 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             with reg.fixed_threads():
                 t1ce_edges = edge_map(small["t1ce"])
             checks = [SimilarityCheck("atlas", "t1ce_to_atlas", atlas_via, MIN_EDGE_CORR_ATLAS, paths[atlas_via],
-                                      "the atlas T1",
-                                      _similarity(small["t1ce"], atlas_t1, t1ce_to_atlas, brain, paths[atlas_via],
-                                                  "the atlas T1", t1ce_edges))]
+                                      atlas_name,
+                                      _similarity(small["t1ce"], atlas_target, t1ce_to_atlas, brain,
+                                                  paths[atlas_via], atlas_name, t1ce_edges))]
             for m in MOVING:
                 checks.append(SimilarityCheck(m, f"{m}_to_t1ce", m, MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name,
                                               _similarity(small["t1ce"], small[m], results[m].transform, brain,
                                                           paths[m], paths["t1ce"].name, t1ce_edges)))
             qc = qc_block(checks, case_id, allow_qc_failure)  # raises on a failed check unless allowed
+            qc["input_skull_stripped"] = skull.record()
             similarity = {c.key: c.score for c in checks}
         with clock("resample"):
             atlas_mask = to_brats(atlas_ss, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor) > 0
             # The atlas mask is only refined inwards, so nothing outside its box is ever kept; a
             # plug-in skull-stripper sees the whole head, as it was trained to.
-            box = bounding_box(atlas_mask, BRAIN_BOX_MARGIN_MM) if skull_strip == "atlas" else None
+            box = bounding_box(atlas_mask, BRAIN_BOX_MARGIN_MM) if skull_strip == "atlas" or skull.stripped else None
             chains = {m: (compose(results[m].transform, brats_to_native) if m in results else brats_to_native)
                       for m in MODALITIES}
             brats = {m: to_brats(native[m], chains[m], box=box) for m in MODALITIES}
             fov = np.logical_and.reduce([field_of_view(native[m], chains[m], box) for m in MODALITIES])
         with clock("skullstrip"):
-            if skull_strip == "atlas":
+            if skull.stripped:
+                mask = own_brain_mask(native["t1ce"], brats_to_native, fov, box)
+            elif skull_strip == "atlas":
                 mask = refine_atlas_mask(atlas_mask, brats, fov)
             else:
                 mask = plugin_mask(skull_strip, brats["t1ce"]) & fov
@@ -243,7 +259,8 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous_threads)
     parameters = {"case_id": case_id, "backend": backend, "affine": affine, "n4": n4, "atlas_via": atlas_via,
-                  "skull_strip": skull_strip, "threads": threads,
+                  "skull_strip": "input" if skull.stripped else skull_strip,
+                  "input_skull_stripped": input_skull_stripped, "threads": threads,
                   "registration_threads": reg.REGISTRATION_THREADS,
                   "registration": params.as_dict(), "interpolation": "linear",
                   "min_edge_corr_coregistration": MIN_EDGE_CORR_COREG,
@@ -268,6 +285,22 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                      extra=extra, timings=clock.wall)
     written["provenance"] = prov
     return written
+
+
+def own_brain_mask(t1ce: sitk.Image, brats_to_native: sitk.Transform, fov: np.ndarray,
+                   box: tuple[slice, ...] | None) -> np.ndarray:
+    """A skull-stripped exam's own brain on the BraTS grid: T1Gd's non-background region, moved
+    with linear interpolation (a half-covered voxel counts) so that 5 mm slices do not leave steps,
+    cut to what every modality covers, holes filled, its largest component."""
+    arr = sitk.GetArrayViewFromImage(t1ce)
+    inside = sitk.GetImageFromArray((arr != skull_presence.background_value(arr)).astype(np.float32))
+    inside.CopyInformation(t1ce)
+    mask = (to_brats(inside, brats_to_native, box=box) >= 0.5) & fov
+    mask = largest_component(mask)
+    filled = np.zeros_like(mask)
+    for k in range(mask.shape[2]):
+        filled[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
+    return filled
 
 
 @dataclass(frozen=True)
@@ -346,7 +379,7 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
 def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str, out: Path,
                        atlas: Path | None = None, backend: str = "simpleitk", affine: bool = False,
                        n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1ce",
-                       allow_qc_failure: bool = False) -> int:
+                       allow_qc_failure: bool = False, input_skull_stripped: str = "auto") -> int:
     """CLI body of `gliocascade preprocess`."""
     from .io import check_writable_folder
 
@@ -354,7 +387,7 @@ def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str
     written = preprocess_case({"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}, case_id, Path(out),
                               atlas_dir=atlas, backend=backend, affine=affine, n4=n4,
                               skull_strip=skull_strip, threads=threads, atlas_via=atlas_via,
-                              allow_qc_failure=allow_qc_failure)
+                              allow_qc_failure=allow_qc_failure, input_skull_stripped=input_skull_stripped)
     log.info("preprocessed %s -> %s", case_id, Path(out))
     for role, p in written.items():
         log.debug("%s: %s", role, p)

@@ -47,6 +47,8 @@ class RunOptions:
     n4: bool = False
     atlas_via: str = "t1ce"
     allow_qc_failure: bool = False
+    input_skull_stripped: str = "auto"
+    skull_strip: str = "atlas"
 
 
 @dataclass
@@ -203,8 +205,9 @@ def step_preprocess(images: dict[str, Path], paths: CasePaths, opts: RunOptions)
         preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
                                       case_id=paths.case_id, out=stage, atlas=opts.atlas,
                                       backend=opts.registration_backend, affine=opts.affine, n4=opts.n4,
-                                      skull_strip="atlas", threads=opts.threads, atlas_via=opts.atlas_via,
-                                      allow_qc_failure=opts.allow_qc_failure)
+                                      skull_strip=opts.skull_strip, threads=opts.threads, atlas_via=opts.atlas_via,
+                                      allow_qc_failure=opts.allow_qc_failure,
+                                      input_skull_stripped=opts.input_skull_stripped)
     _publish_folder(stage, paths.preprocessed)
 
 
