@@ -195,3 +195,35 @@ def test_registration_copy_halves_fine_in_plane_sampling():
     iso = sitk.Image([60, 60, 40], sitk.sitkFloat32)
     iso.SetSpacing((2.0, 2.0, 2.0))
     assert registration_copy(iso).GetSize() == (60, 60, 40)
+
+
+def _tilted_case(seed: int, angle_deg: float):
+    """The phantom tilted by ``angle_deg`` about an oblique axis and shifted, on a wider native grid."""
+    atlas, brain = _phantom_image(seed)
+    axis = np.array([1.0, 0.6, 0.3]) / np.linalg.norm([1.0, 0.6, 0.3])
+    truth = sitk.VersorRigid3DTransform()
+    truth.SetRotation(tuple(axis), float(np.radians(angle_deg)))
+    truth.SetTranslation((8.0, -6.0, 5.0))  # native point -> phantom point
+    grid = sitk.Image([130, 130, 48], sitk.sitkFloat32)
+    grid.SetSpacing((1.2, 1.2, 2.5))
+    grid.SetOrigin((-78.0, -78.0, -60.0))
+    native = resample(atlas, grid, truth)
+    idx = np.argwhere(brain)[:: 97]
+    pts = np.array([atlas.TransformIndexToPhysicalPoint([int(i) for i in p]) for p in idx])
+    return native, atlas, truth, reg.transform_points(truth.GetInverse(), pts)
+
+
+def test_robust_start_recovers_a_25_degree_tilt_that_the_centre_of_mass_start_misses():
+    native, atlas, truth, pts = _tilted_case(13, 25.0)
+    robust = reg.register(native, atlas)
+    assert robust.extra["start"] != "centre of mass" and robust.extra["candidates"] >= 27
+    # 0.6 mm at a 10-degree tilt on this small, smooth phantom with 2.5 mm slices; 1.1 mm measured here
+    assert _mean_error_mm(robust.transform, truth, pts) <= 1.5
+    plain = reg.register(native, atlas, params=reg.RegistrationParams(init="moments"))
+    assert _mean_error_mm(plain.transform, truth, pts) > 3.0, "the control: one start is not enough here"
+
+
+def test_robust_start_is_deterministic():
+    native, atlas, _, _ = _tilted_case(14, 20.0)
+    a, b = reg.register(native, atlas), reg.register(native, atlas)
+    assert a.transform.GetParameters() == b.transform.GetParameters() and a.extra == b.extra

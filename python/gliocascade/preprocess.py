@@ -273,7 +273,10 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         "registration_backend": reg.backend_version(backend),
         "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
-                                     "parameters": list(r.transform.GetParameters())}
+                                     "start": r.extra.get("start"), "coarse_metric": r.extra.get("coarse_metric"),
+                                     "parameters": list(r.transform.GetParameters()),
+                                     "fixed_parameters": list(r.transform.GetFixedParameters()),
+                                     "transform": r.transform.GetName()}
                                  for k, r in results.items()},
         "similarity_edge_corr": similarity,
         "qc": qc,

@@ -53,7 +53,7 @@ class RegistrationParams:
     relaxation: float = 0.5
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
-    init: str = "moments"
+    init: str = "robust"  # candidate rotations (registration_init); "moments": centre of mass only
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLING_STRATEGIES:
@@ -141,10 +141,12 @@ def _ants_register(fixed: sitk.Image, moving: sitk.Image, kind: str, seed: int) 
 
 
 def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", affine: bool = False,
-             params: RegistrationParams | None = None, fixed_mask: sitk.Image | None = None) -> RegistrationResult:
+             params: RegistrationParams | None = None, fixed_mask: sitk.Image | None = None,
+             extra_starts: dict[str, sitk.Transform] | None = None) -> RegistrationResult:
     """Register ``moving`` onto ``fixed``: rigid (Mattes MI), then optionally affine.
 
-    Returns the fixed -> moving point transform.
+    Returns the fixed -> moving point transform. With ``params.init`` ``robust`` (the default) the
+    start is chosen among candidate rotations and ``extra_starts`` (``registration_init``).
     """
     params = params or RegistrationParams()
     if backend == "ants":
@@ -152,12 +154,16 @@ def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", 
     if backend != "simpleitk":
         raise ValueError(f"unknown registration backend {backend!r} (choose from {BACKENDS})")
     with fixed_threads():
-        return _sitk_rigid_then_affine(fixed, moving, affine, params, fixed_mask)
+        return _sitk_rigid_then_affine(fixed, moving, affine, params, fixed_mask, extra_starts)
 
 
 def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool, params: RegistrationParams,
-                            fixed_mask: sitk.Image | None) -> RegistrationResult:
-    rigid = _sitk_register(fixed, moving, _initial_transform(fixed, moving, params.init), params, fixed_mask)
+                            fixed_mask: sitk.Image | None,
+                            extra_starts: dict[str, sitk.Transform] | None = None) -> RegistrationResult:
+    if params.init == "robust":
+        rigid = _robust_rigid(fixed, moving, params, fixed_mask, extra_starts)
+    else:
+        rigid = _sitk_register(fixed, moving, _initial_transform(fixed, moving, params.init), params, fixed_mask)
     if not affine:
         return rigid
     aff = sitk.AffineTransform(3)
@@ -169,6 +175,22 @@ def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool,
                              levels=(params.shrink_factors[-2:], params.smoothing_sigmas_mm[-2:]))
     refined.extra["rigid_metric"] = rigid.metric
     return refined
+
+
+def _robust_rigid(fixed: sitk.Image, moving: sitk.Image, params: RegistrationParams, fixed_mask: sitk.Image | None,
+                  extra_starts: dict[str, sitk.Transform] | None) -> RegistrationResult:
+    """Rigid registration from the chosen start, checked against the plain start (``registration_init``)."""
+    from .registration_init import PLAIN, choose_start, same_pose
+
+    choice = choose_start(fixed, moving, params, extra_starts)
+    result = _sitk_register(fixed, moving, choice.plain, params, fixed_mask)
+    label = PLAIN
+    if choice.label != PLAIN:
+        other = _sitk_register(fixed, moving, choice.transform, params, fixed_mask)
+        if other.metric < result.metric and not same_pose(other.transform, result.transform, 1.0, 1.0):
+            result, label = other, choice.label
+    result.extra.update({**choice.record(), "start": label, "coarse_winner": choice.label})
+    return result
 
 
 def transform_points(transform: sitk.Transform, points: np.ndarray) -> np.ndarray:
