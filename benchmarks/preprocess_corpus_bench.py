@@ -1,0 +1,129 @@
+"""Preprocessing on the generated native corpus: registration error against known truth, CPU seconds.
+
+Every exam of ``gliocascade.native_corpus`` (default seeds 0-23, sources round-robin) is written at
+full size (or ``--coarsen``), preprocessed with the default backend, and measured: per modality the
+mean and max target registration error over R0's brain of the BraTS -> native chain against the
+truth (R0, what preprocessing finds for the unposed source, composed with the generated pose; for
+the raw exam with skull the co-registration part is relative to its own scanner alignment), the
+brain-mask Dice against R0's mask, the QC scores and the start each registration took. Results,
+with the pose table, go to ``benchmarks/results/registration_corpus.json``.
+
+    python benchmarks/preprocess_corpus_bench.py [--data ../shared/data] [--seeds 0 1 ...] [--coarsen 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+
+from gliocascade import native_corpus as nc  # noqa: E402
+from gliocascade.errors import InputError  # noqa: E402
+from gliocascade.io import MODALITIES  # noqa: E402
+from gliocascade.preprocess import preprocess_case  # noqa: E402
+from gliocascade.provenance import package_versions  # noqa: E402
+from gliocascade.resample import compose  # noqa: E402
+
+
+def chains(out: Path) -> dict[str, sitk.Transform]:
+    """BraTS points -> native points of every modality, from what preprocess wrote."""
+    prov = json.loads((out / "provenance_preprocess.json").read_text())
+    to_t1ce = sitk.ReadTransform(str(out / "transforms" / "brats_to_native.tfm"))
+    found = {"t1ce": to_t1ce}
+    for m in ("t1", "t2", "flair"):
+        rec = prov["registration_results"][m]
+        coreg = sitk.Euler3DTransform()
+        coreg.SetFixedParameters(rec["fixed_parameters"])
+        coreg.SetParameters(rec["parameters"])
+        found[m] = compose(coreg, to_t1ce)
+    return found
+
+
+def write_source(images: dict[str, sitk.Image], folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {m: folder / f"{m}.nii.gz" for m in MODALITIES}
+    for m, p in paths.items():
+        sitk.WriteImage(images[m], str(p))
+    return paths
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+
+
+def measure_exam(spec: nc.ExamSpec, source: tuple, r0_dir: Path, work: Path, atlas: Path, coarsen: float) -> dict:
+    images, stripped = source
+    exam = nc.make_exam(spec, images, work / spec.exam_id, coarsen, skull_stripped=stripped)
+    out = work / f"{spec.exam_id}_out"
+    c0 = time.process_time()
+    try:
+        preprocess_case(exam.paths, exam.exam_id, out, atlas_dir=atlas)
+    except InputError as exc:
+        return {"exam": exam.exam_id, "refused": str(exc), "cpu_s": round(time.process_time() - c0, 1)}
+    cpu = time.process_time() - c0
+    r0, found = chains(r0_dir), chains(out)
+    r0_mask = sitk.ReadImage(str(r0_dir / "source_brainmask.nii.gz"))
+    points = nc.physical_points(r0_mask)
+    tre = {m: nc.target_registration_error(found[m], compose(exam.source_to_native(m), r0[m]), points)
+           for m in MODALITIES}
+    prov = json.loads((out / "provenance_preprocess.json").read_text())
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{exam.exam_id}_brainmask.nii.gz"))) > 0
+    return {"exam": exam.exam_id, "source": spec.source, "cpu_s": round(cpu, 1),
+            "tre_mean_mm": {m: round(v[0], 3) for m, v in tre.items()},
+            "tre_max_mm": {m: round(v[1], 3) for m, v in tre.items()},
+            "brain_mask_dice": round(dice(mask, sitk.GetArrayFromImage(r0_mask) > 0), 4),
+            "qc": prov["qc"]["checks"], "input_skull_stripped": prov["qc"]["input_skull_stripped"]["stripped"],
+            "starts": {k: v.get("start") for k, v in prov["registration_results"].items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("GLIOCASCADE_DATA", ROOT.parent / "shared" / "data")))
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(24)))
+    ap.add_argument("--sources", nargs="+", default=list(nc.SOURCE_NAMES))
+    ap.add_argument("--coarsen", type=float, default=1.0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "registration_corpus.json")
+    args = ap.parse_args()
+    specs = nc.corpus_specs(args.seeds, args.sources)
+    sources = {name: nc.load_source(args.data, name) for name in {s.source for s in specs}}
+    with tempfile.TemporaryDirectory(prefix="gliocascade_corpus_") as tmp:
+        work = Path(tmp)
+        r0_dirs = {}
+        for name, (images, _) in sources.items():  # R0: the unposed source through preprocess
+            r0_dirs[name] = work / ("r0_" + name.replace("/", "_"))
+            preprocess_case(write_source(images, work / ("src_" + name.replace("/", "_"))), "source", r0_dirs[name],
+                            atlas_dir=args.data / "atlas")
+        exams = []
+        for spec in specs:
+            exams.append(measure_exam(spec, sources[spec.source], r0_dirs[spec.source], work, args.data / "atlas",
+                                      args.coarsen))
+            print(json.dumps(exams[-1]), flush=True)
+    done = [e for e in exams if "refused" not in e]
+    summary = {m: {"median_of_mean_tre_mm": round(float(np.median([e["tre_mean_mm"][m] for e in done])), 3),
+                   "max_of_mean_tre_mm": round(float(max(e["tre_mean_mm"][m] for e in done)), 3)}
+               for m in MODALITIES} if done else {}
+    result = {"what": "preprocess on the native corpus (default backend)", "coarsen": args.coarsen,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "load_average": os.getloadavg()},
+              "versions": package_versions(), "summary": summary,
+              "refused": [e["exam"] for e in exams if "refused" in e],
+              "cpu_s": {"median": round(float(np.median([e["cpu_s"] for e in exams])), 1),
+                        "max": round(float(max(e["cpu_s"] for e in exams)), 1)},
+              "exams": exams, "poses": nc.pose_table(specs)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
