@@ -145,13 +145,18 @@ def test_in_the_default_space_images_match_brats_toolkit_moved_there(real_run, b
         assert ncc[m] > cross_space[m] + 0.02, (m, ncc, cross_space)
 
 
+def _preprocessed(images: dict[str, Path], atlas: Path, folder: Path) -> Path:
+    """``images`` through the CLI into ``folder``/preprocessed (exit 0 required)."""
+    out = folder / "preprocessed"
+    res = CliRunner().invoke(main, _args(images, out, atlas), catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return out
+
+
 @pytest.fixture(scope="module")
 def run_on_reference_atlas(data_dir, atlas_release_0_1_4, tmp_path_factory) -> Path:
     """The full exam registered to the atlas release the BraTS Toolkit images were made with."""
-    out = tmp_path_factory.mktemp("prep_real_0_1_4") / "preprocessed"
-    res = CliRunner().invoke(main, _args(_native(data_dir), out, atlas_release_0_1_4), catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return out
+    return _preprocessed(_native(data_dir), atlas_release_0_1_4, tmp_path_factory.mktemp("prep_real_0_1_4"))
 
 
 # Measured with the 0.1.4 atlas release (README): T1 0.961, T1Gd 0.944, T2 0.927, FLAIR 0.875.
@@ -316,10 +321,7 @@ def _hdbet_native(data_dir: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def stripped_run_on_reference_atlas(data_dir, atlas_release_0_1_4, tmp_path_factory) -> Path:
     """The same exam already skull-stripped (HD-BET's native brains), on the reference's atlas release."""
-    out = tmp_path_factory.mktemp("prep_stripped_0_1_4") / "preprocessed"
-    res = CliRunner().invoke(main, _args(_hdbet_native(data_dir), out, atlas_release_0_1_4), catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    return out
+    return _preprocessed(_hdbet_native(data_dir), atlas_release_0_1_4, tmp_path_factory.mktemp("prep_stripped_0_1_4"))
 
 
 # Measured (README, preprocessing): T1 0.807, T1Gd 0.667, T2 0.686, FLAIR 0.655, brain-mask Dice 0.954;

@@ -141,12 +141,11 @@ def _ants_register(fixed: sitk.Image, moving: sitk.Image, kind: str, seed: int) 
 
 
 def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", affine: bool = False,
-             params: RegistrationParams | None = None, fixed_mask: sitk.Image | None = None,
-             extra_starts: dict[str, sitk.Transform] | None = None) -> RegistrationResult:
+             params: RegistrationParams | None = None, fixed_mask: sitk.Image | None = None) -> RegistrationResult:
     """Register ``moving`` onto ``fixed``: rigid (Mattes MI), then optionally affine.
 
     Returns the fixed -> moving point transform. With ``params.init`` ``robust`` (the default) the
-    start is chosen among candidate rotations and ``extra_starts`` (``registration_init``).
+    start is chosen among candidate rotations (``registration_init``).
     """
     params = params or RegistrationParams()
     if backend == "ants":
@@ -154,14 +153,13 @@ def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", 
     if backend != "simpleitk":
         raise ValueError(f"unknown registration backend {backend!r} (choose from {BACKENDS})")
     with fixed_threads():
-        return _sitk_rigid_then_affine(fixed, moving, affine, params, fixed_mask, extra_starts)
+        return _sitk_rigid_then_affine(fixed, moving, affine, params, fixed_mask)
 
 
 def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool, params: RegistrationParams,
-                            fixed_mask: sitk.Image | None,
-                            extra_starts: dict[str, sitk.Transform] | None = None) -> RegistrationResult:
+                            fixed_mask: sitk.Image | None) -> RegistrationResult:
     if params.init == "robust":
-        rigid = _robust_rigid(fixed, moving, params, fixed_mask, extra_starts)
+        rigid = _robust_rigid(fixed, moving, params, fixed_mask)
     else:
         rigid = _sitk_register(fixed, moving, _initial_transform(fixed, moving, params.init), params, fixed_mask)
     if not affine:
@@ -177,12 +175,12 @@ def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool,
     return refined
 
 
-def _robust_rigid(fixed: sitk.Image, moving: sitk.Image, params: RegistrationParams, fixed_mask: sitk.Image | None,
-                  extra_starts: dict[str, sitk.Transform] | None) -> RegistrationResult:
+def _robust_rigid(fixed: sitk.Image, moving: sitk.Image, params: RegistrationParams,
+                  fixed_mask: sitk.Image | None) -> RegistrationResult:
     """Rigid registration from the chosen start, checked against the plain start (``registration_init``)."""
     from .registration_init import PLAIN, choose_start, same_pose
 
-    choice = choose_start(fixed, moving, params, extra_starts)
+    choice = choose_start(fixed, moving, params)
     result = _sitk_register(fixed, moving, choice.plain, params, fixed_mask)
     label = PLAIN
     if choice.label != PLAIN:

@@ -6,7 +6,7 @@ always stored in one pose. So the start is chosen, deterministically, among cand
 
 1. every rotation of a grid of ``CANDIDATE_STEP_DEG`` steps about the three axes, up to
    ``CANDIDATE_MAX_DEG`` in total angle, each about the fixed image's centre of mass with the
-   centres of mass matched (plus any caller-given start, e.g. one composed through the atlas);
+   centres of mass matched;
 2. each is scored by the metric alone on smoothed, ~4 mm copies of both images (cheap);
 3. the ``REFINED`` best, and the plain centre-of-mass start, are optimised at that coarse level
    with at most ``COARSE_ITERATIONS`` steps, and the lowest metric wins.
@@ -95,8 +95,7 @@ def rotated(start: sitk.Euler3DTransform, angles_deg: tuple) -> sitk.Euler3DTran
     return out
 
 
-def choose_start(fixed: sitk.Image, moving: sitk.Image, params: reg.RegistrationParams,
-                 extra: dict[str, sitk.Transform] | None = None) -> StartChoice:
+def choose_start(fixed: sitk.Image, moving: sitk.Image, params: reg.RegistrationParams) -> StartChoice:
     """The best start for registering ``moving`` onto ``fixed`` (module docstring); fixed -> moving points."""
     with reg.fixed_threads():
         base = reg._initial_transform(fixed, moving, "moments")
@@ -104,7 +103,6 @@ def choose_start(fixed: sitk.Image, moving: sitk.Image, params: reg.Registration
         for angles in candidate_angles():
             label = PLAIN if angles == (0.0, 0.0, 0.0) else "rotation %+.0f/%+.0f/%+.0f deg" % angles
             starts[label] = rotated(base, angles)
-        starts.update(extra or {})
         f_coarse, m_coarse = coarse_copy(fixed), coarse_copy(moving)
         scored = sorted(starts, key=lambda k: (_metric(f_coarse, m_coarse, starts[k], params), k))
         coarse = replace(params, iterations=COARSE_ITERATIONS)
