@@ -82,7 +82,7 @@ def measure_exam(spec: nc.ExamSpec, source: tuple, r0_dir: Path, work: Path, atl
             "tre_mean_mm": {m: round(v[0], 3) for m, v in tre.items()},
             "tre_max_mm": {m: round(v[1], 3) for m, v in tre.items()},
             "brain_mask_dice": round(dice(mask, sitk.GetArrayFromImage(r0_mask) > 0), 4),
-            "qc": prov["qc"]["checks"], "input_skull_stripped": prov["qc"]["input_skull_stripped"]["stripped"],
+            "qc": prov["qc"]["checks"], "input_skull_stripped": prov["qc"]["input_skull_stripped"]["value"],
             "starts": {k: v.get("start") for k, v in prov["registration_results"].items()}}
 
 

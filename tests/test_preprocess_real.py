@@ -336,10 +336,10 @@ def test_a_skull_stripped_exam_is_detected_and_keeps_its_own_brain(stripped_run_
     out = stripped_run_on_reference_atlas
     prov = json.loads((out / "provenance_preprocess.json").read_text())
     decision = prov["qc"]["input_skull_stripped"]
-    assert decision["stripped"] is True and decision["source"] == "detected"
+    assert decision["value"] is True and decision["source"] == "detected"
     assert prov["parameters"]["skull_strip"] == "input"
     with_skull = json.loads((run_on_reference_atlas / "provenance_preprocess.json").read_text())
-    assert with_skull["qc"]["input_skull_stripped"]["stripped"] is False
+    assert with_skull["qc"]["input_skull_stripped"]["value"] is False
     # against the skull-stripped atlas the brain-to-brain similarity is far above a head's against a head
     assert prov["similarity_edge_corr"]["atlas"] > with_skull["similarity_edge_corr"]["atlas"] + 0.1
     ref = _arr(data_dir / "native" / CASE / "reference" / "brats_space" / "OtherEXampleFromTCIA_hdbet_mask_brats.nii.gz") > 0

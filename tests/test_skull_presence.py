@@ -68,7 +68,7 @@ def test_decision_is_t1ce_s_with_a_warning_when_modalities_disagree(caplog):
     assert d.stripped and d.source == "detected" and "exactly 0" in d.reason
     assert "disagree" in caplog.text and "t1 with skull" in caplog.text
     record = d.record()
-    assert record["stripped"] is True and record["measures"]["t1"]["stripped"] is False
+    assert record["value"] is True and record["measures"]["t1"]["stripped"] is False
 
 
 def test_the_override_wins_and_is_recorded_with_what_the_rule_would_say():

@@ -66,7 +66,7 @@ class SkullDecision:
     measures: dict[str, SkullMeasure]
 
     def record(self) -> dict:
-        return {"stripped": self.stripped, "source": self.source, "reason": self.reason,
+        return {"value": self.stripped, "source": self.source, "reason": self.reason,
                 "measures": {m: s.as_dict() for m, s in self.measures.items()}}
 
 
