@@ -28,7 +28,6 @@ from typing import Iterator
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
-from scipy import ndimage
 
 from . import registration as reg
 from . import skull_presence
@@ -37,7 +36,7 @@ from .errors import InputError
 from .io import MODALITIES, brats_affine, check_distinct_files, write_image, write_labels
 from .provenance import sha256_file, write_provenance
 from .resample import as_affine, bounding_box, compose, field_of_view, resample, to_brats
-from .skullstrip import METHODS, check_plausible, largest_component, plugin_mask, refine_atlas_mask
+from .skullstrip import METHODS, check_plausible, filled_largest_component, plugin_mask, refine_atlas_mask
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +297,7 @@ def own_brain_mask(t1ce: sitk.Image, brats_to_native: sitk.Transform, fov: np.nd
     arr = sitk.GetArrayViewFromImage(t1ce)
     inside = sitk.GetImageFromArray((arr != skull_presence.background_value(arr)).astype(np.float32))
     inside.CopyInformation(t1ce)
-    mask = (to_brats(inside, brats_to_native, box=box) >= 0.5) & fov
-    mask = largest_component(mask)
-    filled = np.zeros_like(mask)
-    for k in range(mask.shape[2]):
-        filled[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
-    return filled
+    return filled_largest_component((to_brats(inside, brats_to_native, box=box) >= 0.5) & fov)
 
 
 @dataclass(frozen=True)

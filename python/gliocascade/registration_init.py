@@ -62,8 +62,12 @@ def candidate_angles(step_deg: float = CANDIDATE_STEP_DEG, max_deg: float = CAND
 
 def _total_angle(angles_deg: tuple) -> float:
     e = sitk.Euler3DTransform((0, 0, 0), *[math.radians(a) for a in angles_deg])
-    m = np.array(e.GetMatrix()).reshape(3, 3)
-    return math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(m) - 1) / 2))))
+    return rotation_angle_deg(np.array(e.GetMatrix()).reshape(3, 3))
+
+
+def rotation_angle_deg(matrix: np.ndarray) -> float:
+    """The angle of a 3x3 rotation matrix (from its trace)."""
+    return math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(matrix) - 1) / 2))))
 
 
 def coarse_copy(image: sitk.Image, spacing_mm: float = COARSE_SPACING_MM) -> sitk.Image:
@@ -117,7 +121,7 @@ def same_pose(a: sitk.Transform, b: sitk.Transform, deg: float = 2.0, mm: float 
     """Two rigid transforms within ``deg`` of rotation and ``mm`` of shift at their centre."""
     ea, eb = sitk.Euler3DTransform(a), sitk.Euler3DTransform(b)
     ma, mb = np.array(ea.GetMatrix()).reshape(3, 3), np.array(eb.GetMatrix()).reshape(3, 3)
-    angle = math.degrees(math.acos(max(-1.0, min(1.0, (np.trace(ma.T @ mb) - 1) / 2))))
+    angle = rotation_angle_deg(ma.T @ mb)
     centre = ea.GetCenter()
     shift = np.linalg.norm(np.subtract(ea.TransformPoint(centre), eb.TransformPoint(centre)))
     return angle <= deg and shift <= mm

@@ -74,11 +74,17 @@ def _refine(mask: np.ndarray, images: dict[str, np.ndarray], fov: np.ndarray, ba
             dark &= arr < dark_fraction * ref
     mask = mask & ~(rim & dark)
     mask = ndimage.binary_opening(mask, structure=_ball(1))
+    return filled_largest_component(mask) & fov
+
+
+def filled_largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest component with its holes filled slice by slice (axial): ventricles and tumour
+    cavities belong to the brain, and 3D filling would miss holes open at a cut-off slab end."""
     mask = largest_component(mask)
     filled = np.zeros_like(mask)
     for k in range(mask.shape[2]):
         filled[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
-    return filled & fov
+    return filled
 
 
 def check_plausible(mask: np.ndarray, where: str | Path) -> None:
