@@ -259,6 +259,10 @@ def tune_threshold(**kw: Any) -> None:
 @click.option("--out", required=True, type=ANY_PATH, help="CSV to write (one row).")
 @click.option("--pred-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --pred.")
 @click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --gt.")
+@click.option("--lesion-wise", is_flag=True,
+              help="With --gt: add the lesion-wise columns of the BraTS challenges (brats-evaluation 0.0.10).")
+@click.option("--lesion-task", type=click.Choice(["gli", "mets", "goat"]), default="gli", show_default=True,
+              help="BraTS task whose regions and parser the lesion-wise columns follow.")
 def evaluate(**kw: Any) -> None:
     """Dice, HD95 (mm), sensitivity, specificity and volumes (mL) per region WT, TC, ET.
 

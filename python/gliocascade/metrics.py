@@ -230,8 +230,13 @@ def reference_qc(labels: np.ndarray, convention: str = "2019", brain: np.ndarray
 
 
 def evaluate_case_qc(pred: Path, gt: Path | None, case_id: str, pred_labels: str = "2019",
-                     gt_labels: str = "2019", brain: np.ndarray | None = None) -> tuple[dict, dict | None]:
-    """The metrics row of :func:`evaluate_case` and the reference's QC block (None without ``gt``)."""
+                     gt_labels: str = "2019", brain: np.ndarray | None = None,
+                     lesion_task: str | None = None) -> tuple[dict, dict | None]:
+    """The metrics row of :func:`evaluate_case` and the reference's QC block (None without ``gt``).
+
+    ``lesion_task`` (with ``gt``) appends the lesion-wise columns of that BraTS task
+    (:mod:`gliocascade.lesion_metrics`) after the voxel-wise ones.
+    """
     p, p_aff = read_labels(Path(pred), pred_labels)
     spacing = spacing_from_affine(p_aff)
     qc = None
@@ -244,7 +249,12 @@ def evaluate_case_qc(pred: Path, gt: Path | None, case_id: str, pred_labels: str
         qc = reference_qc(g, gt_labels, brain if brain is not None and brain.shape == g.shape else None)
         values[QC_COLUMN] = 1 if qc["decision"] == "pass" else 0
     row = {"case_id": case_id, **values}
-    return {k: row[k] for k in metric_columns(gt is not None)}, qc
+    row = {k: row[k] for k in metric_columns(gt is not None)}
+    if gt is not None and lesion_task:
+        from .lesion_metrics import lesion_wise_metrics
+
+        row.update(lesion_wise_metrics(p, g, spacing, lesion_task, pred_labels, gt_labels))
+    return row, qc
 
 
 def evaluate_case(pred: Path, gt: Path | None, case_id: str, pred_labels: str = "2019",
@@ -306,7 +316,8 @@ def prediction_for_reference(pred: Path, pred_native: Path | None, gt: Path | No
 
 def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_labels: str,
                      gt_labels: str, pred_native: Path | None = None,
-                     brain_images: dict[str, Path] | None = None) -> int:
+                     brain_images: dict[str, Path] | None = None, lesion_wise: bool = False,
+                     lesion_task: str = "gli") -> int:
     """CLI body of `gliocascade evaluate`: one row per case, volumes only without ``--gt``.
 
     An implausible reference is evaluated all the same, flagged (``qc_reference`` 0, the QC block
@@ -319,10 +330,12 @@ def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_
     gt = None if gt is None else Path(gt)
     chosen = prediction_for_reference(Path(pred), None if pred_native is None else Path(pred_native), gt)
     brain = brain_on_grid(brain_images, gt) if gt is not None and brain_images else None
-    row, qc = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain)
+    row, qc = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain,
+                               lesion_task if lesion_wise else None)
     write_metrics_csv([row], Path(out))
     write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": chosen, "gt": gt},
-                     {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels}, started,
+                     {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels,
+                      **({"lesion_task": lesion_task} if lesion_wise else {})}, started,
                      extra={"output": str(out), **({"qc": qc} if qc is not None else {})})
     if qc is not None and qc["decision"] == "fail":
         click.echo(f"warning: {gt}: implausible reference: {'; '.join(qc['reasons'])} (metrics written, "
