@@ -135,3 +135,11 @@ def test_evaluate_cli_lesion_wise_columns(cli, tmp_path):
     assert cli("evaluate", "--pred", str(tmp_path / "p.nii.gz"), "--gt", str(tmp_path / "g.nii.gz"),
                "--case-id", "P1", "--out", str(plain)).exit_code == 0
     assert not any(c.startswith("lesionwise_") for c in pd.read_csv(plain).columns)
+
+
+def test_report_titles_lesion_columns():
+    from gliocascade.report_html import column_title
+
+    assert column_title("lesionwise_hd95_mean_wt") == "lesion-wise HD95 WT (mm)"
+    assert column_title("all_instance_fn_netc") == "lesions FN NETC"
+    assert column_title("dice_WT") == "Dice WT"

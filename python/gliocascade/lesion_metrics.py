@@ -18,7 +18,10 @@ The voxel-wise columns of :mod:`gliocascade.metrics` are separate and keep the e
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,6 +102,11 @@ def build_evaluator(task: str, regions: list[str]):
         values = [OFFICIAL_VALUES[k] for k in spec.regions[name]]
         kind = LabelMergeGroup if name in spec.merged else LabelGroup
         groups[name] = kind(values, single_instance=False)
+    # Overlapping groups (tc, wt) are intended; panoptica prints a notice about them on stdout.
+    with contextlib.redirect_stdout(io.StringIO()) as notice:
+        class_groups = SegmentationClassGroups(groups)
+    if notice.getvalue().strip():
+        log.debug("panoptica: %s", notice.getvalue().strip())
     edge = EdgeCaseHandler(listmetric_zeroTP_handling={
         Metric.DSC: zero_tp(EdgeCaseResult.ZERO), Metric.NSD: zero_tp(EdgeCaseResult.ZERO),
         Metric.HD95: zero_tp(EdgeCaseResult.INF)}, empty_list_std=EdgeCaseResult.NAN)
@@ -107,7 +115,7 @@ def build_evaluator(task: str, regions: list[str]):
         expected_input=InputType.SEMANTIC,
         instance_approximator=ConnectedComponentsInstanceApproximator(),
         instance_matcher=MaxBipartiteMatching(matching_metric=Metric.DSC, matching_threshold=MATCHING_DICE),
-        edge_case_handler=edge, segmentation_class_groups=SegmentationClassGroups(groups),
+        edge_case_handler=edge, segmentation_class_groups=class_groups,
         instance_metrics=metrics, global_metrics=metrics, decision_metric=None, decision_threshold=None,
         log_times=False, save_group_times=False, verbose=False)
 
@@ -189,8 +197,11 @@ def lesion_wise_metrics(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing
 
     disable_citation_reminder()  # panoptica prints a banner on first use; library code stays quiet
     evaluator = build_evaluator(task, regions)
-    results = evaluator.evaluate(np.ascontiguousarray(pred[box]), np.ascontiguousarray(ref[box]),
-                                 voxelspacing=tuple(float(s) for s in (spacing[::-1] if official_spacing else spacing)))
+    axes_spacing = tuple(float(s) for s in (spacing[::-1] if official_spacing else spacing))
+    with warnings.catch_warnings():  # NSD's 0.5 mm tolerance is the official one; panoptica warns about it
+        warnings.filterwarnings("ignore", message="The threshold is set to 0.5", category=UserWarning)
+        results = evaluator.evaluate(np.ascontiguousarray(pred[box]), np.ascontiguousarray(ref[box]),
+                                     voxelspacing=axes_spacing)
     spec = TASKS[task]
     row: dict[str, float] = {}
     for region in regions:

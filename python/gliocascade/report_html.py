@@ -50,9 +50,18 @@ class CaseRow:
     warnings: list[str] = field(default_factory=list)
 
 
+# Official lesion-wise column stems -> (title, unit).
+LESION_TITLES = {"lesionwise_dsc_mean": ("lesion-wise Dice", ""), "lesionwise_hd95_mean": ("lesion-wise HD95", " (mm)"),
+                 "lesionwise_nsd_mean": ("lesion-wise NSD", ""), "all_instance_tp": ("lesions TP", ""),
+                 "all_instance_fp": ("lesions FP", ""), "all_instance_fn": ("lesions FN", "")}
+
+
 def column_title(column: str) -> str:
     """A metrics column as a header with its unit: ``hd95_WT`` -> ``HD95 WT (mm)``."""
     metric, _, region = column.rpartition("_")
+    lesion = LESION_TITLES.get(metric)
+    if lesion is not None:  # the official lesion-wise columns (lesion_metrics.py), lower-case regions
+        return f"{lesion[0]} {region.upper()}{lesion[1]}"
     if region not in REGIONS:
         return column
     names = {"dice": "Dice", "hd95": "HD95", "sensitivity": "sensitivity", "specificity": "specificity",

@@ -247,7 +247,8 @@ def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
         code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
                                 pred_labels=opts.label_convention, gt_labels=row.label_convention,
                                 pred_native=paths.seg_native if paths.seg_native.exists() else None,
-                                brain_images=row.images if brats else None)
+                                brain_images=row.images if brats else None,
+                                lesion_wise=row.seg is not None)
     if code:
         raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
     _publish_files(stage, paths.root, paths.metrics.name)

@@ -17,7 +17,7 @@ process EVALUATE {
     script:
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
-    def gt_arg = gt ? "--gt ${gt}" : ''
+    def gt_arg = gt ? "--gt ${gt} --lesion-wise" : ''
     def pred_native_arg = seg_native ? "--pred-native ${seg_native}" : ''
     """
     gliocascade evaluate --pred ${seg} ${pred_native_arg} ${gt_arg} --case-id ${meta.id} --out ${prefix}_metrics.csv ${args}
