@@ -20,7 +20,7 @@ def _official(pred_path, ref_path, task: str, tmp_path) -> pd.Series:
     be = pytest.importorskip("brats_evaluation")
     from panoptica import Panoptica_Evaluator
 
-    evaluator = Panoptica_Evaluator.load_from_config(str(be.config_path(task)))
+    evaluator = Panoptica_Evaluator.load_from_config(str(be.config_path({"goat": "GoAT"}.get(task, task))))
     result = be.evaluate_single_exam(str(pred_path), str(ref_path), "case", evaluator)
     js, csv = tmp_path / f"{task}.json", tmp_path / f"{task}.csv"
     js.write_text(json.dumps({"metrics": [result]}))
@@ -70,7 +70,7 @@ CASES = {"several": lambda p, r: (p, r), "empty_pred": lambda p, r: (np.zeros_li
          "empty_ref": lambda p, r: (p, np.zeros_like(r)), "both_empty": lambda p, r: (np.zeros_like(p),) * 2}
 
 
-@pytest.mark.parametrize("task", ["gli", "mets"])
+@pytest.mark.parametrize("task", ["gli", "mets", "goat"])
 @pytest.mark.parametrize("case", list(CASES))
 def test_phantoms_equal_official(task, case, tmp_path):
     pytest.importorskip("brats_evaluation")
