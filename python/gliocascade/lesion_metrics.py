@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import CONVENTIONS, _convention
+from .errors import InputError
+from .labels import CONVENTIONS
 from .metrics import bounding_box
 
 log = logging.getLogger(__name__)
 
 # The label values of the official BraTS task maps, by the convention keys of labels.CONVENTIONS.
-OFFICIAL_VALUES = {"NCR": 1, "ED": 2, "ET": 3, "RC": 4}
+# A 2015 map's non-enhancing tumour (NET) joins the necrotic core, as in the later conventions.
+OFFICIAL_VALUES = {"NCR": 1, "NET": 1, "ED": 2, "ET": 3, "RC": 4}
 # The official parsers' penalty HD95 for a lesion with no counterpart (mm, a rounded diagonal).
 PENALTY_HD95 = 373.0
 # Matching: any overlap (Dice above this) makes a pair.
@@ -75,7 +77,9 @@ def lesion_columns(task: str, *conventions: str) -> list[str]:
 
 def to_official(labels: np.ndarray, convention: str) -> np.ndarray:
     """A validated map of ``convention`` relabelled with the official task values."""
-    c = _convention(convention)
+    if str(convention) not in CONVENTIONS:
+        raise InputError(None, f"unknown label convention {convention!r} (use {', '.join(CONVENTIONS)})")
+    c = CONVENTIONS[str(convention)]
     out = np.zeros(labels.shape, dtype=np.uint8)
     for key, value in OFFICIAL_VALUES.items():
         if key in c:
