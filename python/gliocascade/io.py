@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .labels import READABLE
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 # Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never a leading dot
@@ -446,6 +447,7 @@ def discover_cases(root: str | Path) -> list[Case]:
 # --------------------------------------------------------------------------- samplesheets
 
 SAMPLESHEET_IMAGE_COLUMNS = list(MODALITIES)
+_READABLE_TEXT = ", ".join(READABLE[:-1]) + " or " + READABLE[-1]
 SAMPLESHEET_OPTIONAL = ["seg", "space", "label_convention", "dicom_dir", "brainmask"]
 
 
@@ -551,8 +553,8 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
         if space not in ("native", "brats"):
             raise SamplesheetError(path, f"{where}, column space: {space!r} is not 'native' or 'brats'")
         conv = _cell(row, "label_convention") or "2019"
-        if conv not in ("2019", "2023"):
-            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not 2019 or 2023")
+        if conv not in READABLE:
+            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not {_READABLE_TEXT}")
         values = {m: _cell(row, m) for m in SAMPLESHEET_IMAGE_COLUMNS}
         dicom = _cell(row, "dicom_dir")
         given = [m for m, v in values.items() if v]
@@ -610,8 +612,8 @@ def read_references(path: str | Path) -> dict[str, tuple[Path, str]]:
         conv = _cell(row, "label_convention") or "2019"
         if not cid or not seg:
             raise SamplesheetError(path, f"{where}: case_id and seg are needed")
-        if conv not in ("2019", "2023"):
-            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not 2019 or 2023")
+        if conv not in READABLE:
+            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not {_READABLE_TEXT}")
         if cid in out:
             raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r}")
         p = Path(seg).expanduser()
