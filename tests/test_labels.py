@@ -102,7 +102,11 @@ def test_every_convention_round_trips_the_regions_of_a_phantom(name, phantom_201
     assert set(np.unique(labels)) <= convention(name).written_values
     regions = labels_to_regions(labels, name)
     assert np.array_equal(regions, labels_to_regions(phantom_2019, "2019"))
-    assert np.array_equal(regions_to_labels(regions, name), labels)
+    if convention(name).writable:
+        assert np.array_equal(regions_to_labels(regions, name), labels)
+    else:
+        with pytest.raises(InputError, match=f"label convention {name} is read only"):
+            regions_to_labels(regions, name)
     masks = region_masks(labels, name)
     assert all(np.array_equal(masks[r], regions[i]) for i, r in enumerate(("WT", "TC", "ET")))
 
@@ -159,3 +163,43 @@ def test_schemas_and_cli_accept_exactly_the_table():
     assert found == [list(WRITABLE)]
     assert list(cli.CONVENTION.choices) == list(READABLE) and list(cli.WRITTEN_CONVENTION.choices) == list(WRITABLE)
     assert "2024" in READABLE and "2024" in WRITABLE
+
+
+def test_2015_labels_count_non_enhancing_tumour_in_wt_and_tc():
+    """A hand-built 2015 map with known counts: 1 necrosis x5, 2 oedema x7, 3 non-enhancing x3, 4 enhancing x2."""
+    flat = np.array([0] * 11 + [1] * 5 + [2] * 7 + [3] * 3 + [4] * 2, dtype=np.uint8)
+    labels = flat.reshape(4, 7, 1)
+    wt, tc, et = labels_to_regions(validate_labels(labels, "2015"), "2015")
+    assert (wt.sum(), tc.sum(), et.sum()) == (17, 10, 2)
+    as_2019 = convert_labels(labels, "2015", "2019")
+    assert np.array_equal(as_2019, np.where(labels == 3, 1, labels))  # non-enhancing joins the core
+    assert np.array_equal(labels_to_regions(as_2019, "2019"), np.stack([wt, tc, et]))
+    with pytest.raises(InputError, match=r"label values \[3\] are outside the BraTS 2019"):
+        validate_labels(labels, "2019", "OTMultiClass.nii.gz")
+
+
+def test_expert_2015_maps_region_volumes_equal_numpy_counts(data_dir):
+    import nibabel as nib
+
+    from gliocascade.io import read_labels
+
+    cases = sorted((data_dir / "expert_flair_t1c").glob("*/OTMultiClass.nii.gz"))
+    assert len(cases) == 4
+    for path in cases:
+        raw = np.asanyarray(nib.load(str(path)).dataobj)
+        labels, _ = read_labels(path, "2015")
+        wt, tc, et = labels_to_regions(labels, "2015")
+        assert wt.sum() == np.count_nonzero(np.isin(raw, [1, 2, 3, 4])) > 0
+        assert tc.sum() == np.count_nonzero(np.isin(raw, [1, 3, 4]))
+        assert et.sum() == np.count_nonzero(raw == 4)
+        if 3 in np.unique(raw):
+            with pytest.raises(InputError, match=str(path)):
+                read_labels(path, "2019")
+
+
+def test_a_2023_map_declared_2015_is_warned_about():
+    labels = np.array([[[0, 1, 2, 3]]], dtype=np.uint8)  # ET = 3 in 2023; non-enhancing in 2015
+    warning = signature_warning(labels, "2015", "seg.nii.gz")
+    assert warning is not None and "2023" in warning and "without enhancing tumour" in warning
+    assert signature_warning(labels, "2023") is None
+    assert signature_warning(np.array([[[0, 1, 2, 3, 4]]], dtype=np.uint8), "2015") is None

@@ -69,7 +69,7 @@ def test_label_convention_2024_is_read_and_unknown_ones_are_refused(tmp_path):
     a, b = _images(tmp_path, "p1"), _images(tmp_path, "p2")
     rows = read_samplesheet(_sheet(tmp_path, [HEADER + ",label_convention", "p1," + ",".join(a) + ",2024"]))
     assert rows[0].label_convention == "2024"
-    with pytest.raises(SamplesheetError, match=r"row 2, column label_convention: '2022' is not 2019, 2023 or 2024"):
+    with pytest.raises(SamplesheetError, match=r"row 2, column label_convention: '2022' is not 2015, 2019, 2023 or 2024"):
         read_samplesheet(_sheet(tmp_path, [HEADER + ",label_convention", "p2," + ",".join(b) + ",2022"]))
 
 

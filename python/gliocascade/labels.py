@@ -18,14 +18,19 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 REGIONS = ("WT", "TC", "ET")
-# Each region as the label classes it unites (class keys as in Convention.values).
-REGION_CLASSES = {"WT": ("NCR", "ED", "ET"), "TC": ("NCR", "ET"), "ET": ("ET",), "RC": ("RC",)}
+# Each region as the label classes it unites (class keys as in Convention.values; a class a
+# convention lacks is skipped).
+REGION_CLASSES = {"WT": ("NCR", "NET", "ED", "ET"), "TC": ("NCR", "NET", "ET"), "ET": ("ET",), "RC": ("RC",)}
+# Where a class goes in a convention that lacks it: BraTS 2017 merged the non-enhancing core into
+# the necrotic core; a resection cavity is no tumour region at all (None: background).
+CLASS_FALLBACK = {"NET": "NCR", "RC": None}
 
 
 @dataclass(frozen=True)
 class Convention(Mapping):
-    """One BraTS labelling: class -> value (NCR necrosis/non-enhancing core, ED oedema, ET enhancing
-    tumour, RC resection cavity), whether maps of it may be read and written, and its regions.
+    """One BraTS labelling: class -> value (NCR necrosis/non-enhancing core, NET non-enhancing tumour,
+    ED oedema, ET enhancing tumour, RC resection cavity), whether maps of it may be read and written,
+    and its regions.
 
     A Mapping of its values, so ``CONVENTIONS["2019"]["ET"]`` is 4.
     """
@@ -58,6 +63,8 @@ class Convention(Mapping):
 
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
+    Convention("2015", {"NCR": 1, "ED": 2, "NET": 3, "ET": 4}, writable=False,
+               description="BraTS 2012-2016: 1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing"),
     Convention("2019", {"NCR": 1, "ED": 2, "ET": 4}, description="BraTS 2017-2021: ET = 4"),
     Convention("2023", {"NCR": 1, "ED": 2, "ET": 3}, description="BraTS 2023: ET = 3"),
     Convention("2024", {"NCR": 1, "ED": 2, "ET": 3, "RC": 4}, not_written=("RC",),
@@ -78,6 +85,8 @@ class Signature:
 
 
 SIGNATURES = (
+    Signature("2015", present=(3,), absent=(4,),
+              meaning="the signature of a 2023 or 2024 map (ET = 3), or of a 2015 map without enhancing tumour"),
     Signature("2024", present=(4,), absent=(3,),
               meaning="the signature of a 2019 map (ET = 4), or of a post-operative 2024 map with a resection "
                       "cavity and no enhancing tumour"),
@@ -171,19 +180,16 @@ def validate_labels(labels: np.ndarray, name: str | int = "2019",
 def region_masks(labels: np.ndarray, name: str | int = "2019") -> dict[str, np.ndarray]:
     """Region -> bool mask for every region of the convention (WT, TC, ET, and RC where labelled)."""
     conv = convention(name)
-    return {r: np.isin(labels, [conv[c] for c in REGION_CLASSES[r]]) for r in conv.regions}
+    return {r: np.isin(labels, [conv[c] for c in REGION_CLASSES[r] if c in conv]) for r in conv.regions}
 
 
 def labels_to_regions(labels: np.ndarray, name: str | int = "2019") -> np.ndarray:
-    """(X, Y, Z) labels -> (3, X, Y, Z) bool regions WT = {NCR, ED, ET}, TC = {NCR, ET}, ET.
+    """(X, Y, Z) labels -> (3, X, Y, Z) bool regions WT = {NCR, NET, ED, ET}, TC = {NCR, NET, ET}, ET.
 
     The model's three outputs; a resection cavity (2024's RC) belongs to none of them.
     """
-    c = convention(name)
-    et = labels == c["ET"]
-    tc = et | (labels == c["NCR"])
-    wt = tc | (labels == c["ED"])
-    return np.stack([wt, tc, et])
+    masks = region_masks(labels, name)
+    return np.stack([masks[r] for r in REGIONS])
 
 
 def regions_to_labels(regions: np.ndarray, name: str | int = "2019") -> np.ndarray:
@@ -202,12 +208,13 @@ def regions_to_labels(regions: np.ndarray, name: str | int = "2019") -> np.ndarr
 def convert_labels(labels: np.ndarray, source: str | int, target: str | int) -> np.ndarray:
     """Relabel a map from one convention to another, class by class.
 
-    A class the target lacks (2024's resection cavity in 2019 or 2023) becomes background: it is not
-    tumour in any region.
+    A class the target lacks goes where CLASS_FALLBACK says: 2015's non-enhancing tumour (3) joins
+    the necrotic core (1), 2024's resection cavity becomes background (it is tumour in no region).
     """
     s, t = convention(source), convention(target)
     out = np.zeros(np.shape(labels), dtype=np.uint8)
     for cls, value in s.items():
-        if cls in t:
-            out[labels == value] = t[cls]
+        target_cls = cls if cls in t else CLASS_FALLBACK.get(cls)
+        if target_cls is not None:
+            out[labels == value] = t[target_cls]
     return out
