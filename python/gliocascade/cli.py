@@ -172,6 +172,9 @@ def preprocess(**kw: Any) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--label-convention", type=CONVENTION, help="Convention of the seg files (default: from names).")
+@click.option("--modality-dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Drop each present modality of a training sample with this probability (never all), so "
+                   "the model segments exams lacking some (model.json modalities_required then empty).")
 @click.option("--precision", type=PRECISION, default="auto", show_default=True,
               help=PRECISION_HELP + " fp32 master weights and loss either way.")
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Gradient checkpointing of residual blocks.")

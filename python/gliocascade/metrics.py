@@ -272,7 +272,7 @@ def brain_on_grid(images: dict[str, Path], grid_of: Path) -> np.ndarray | None:
 
     ref = load_nifti(grid_of)
     arrays = []
-    for path in (images[m] for m in MODALITIES):
+    for path in (images[m] for m in MODALITIES if images.get(m) is not None):  # absent modalities: no vote
         arr, aff = read_image(path)
         if not same_grid(aff, arr.shape, ref.affine, ref.shape):
             return None
