@@ -31,7 +31,7 @@ TEMPLATE_SPACE = "SRI24"  # not in BIDS' standard template table, so the sidecar
 SRI24_REFERENCE = "https://www.nitrc.org/projects/sri24/"
 NATIVE_SPACE = "orig"
 LABEL_NAMES = {"NCR": "necrotic and non-enhancing tumour core", "ED": "peritumoral oedema",
-               "ET": "enhancing tumour"}
+               "ET": "enhancing tumour", "NET": "non-enhancing tumour", "RC": "resection cavity"}
 README = ("# gliocascade tumour segmentations\n\nGlioma sub-region label maps (`dseg`, labels in `dseg.tsv`) made by "
           "gliocascade: `space-SRI24` on the BraTS grid of the SRI24 atlas, `space-orig` on each exam's native "
           "T1Gd grid. Each sidecar names the models, the gliocascade version and the atlas release.\n")
@@ -105,8 +105,10 @@ def dataset_description(source: Path | None) -> dict:
 def dseg_table(label_convention: str) -> str:
     """``dseg.tsv``: index and name of every label value the run wrote (background 0 included)."""
     labels = CONVENTIONS[str(label_convention)]
+    unwritten = set(getattr(labels, "not_written", ()))  # e.g. 2024's RC: the model has no such output
     lines = ["index\tname\tabbreviation", "0\tbackground\tBG"]
-    lines += [f"{value}\t{LABEL_NAMES[abbr]}\t{abbr}" for abbr, value in sorted(labels.items(), key=lambda kv: kv[1])]
+    lines += [f"{value}\t{LABEL_NAMES.get(abbr, abbr)}\t{abbr}"
+              for abbr, value in sorted(labels.items(), key=lambda kv: kv[1]) if abbr not in unwritten]
     return "\n".join(lines) + "\n"
 
 
