@@ -59,7 +59,8 @@ def _case_row(layout, root: Path, subject: str, session: str | None) -> SampleRo
                             f"keep one or name it in a samplesheet")
         else:
             images[modality] = Path(files[0])
-    return SampleRow(cid, {m: images[m] for m in MODALITIES if m in images}, None, None, "native", "2019", problems)
+    return SampleRow(case_id=cid, images={m: images[m] for m in MODALITIES if m in images}, dicom_dir=None,
+                     seg=None, space="native", label_convention="2019", problems=problems)
 
 
 def read_bids_dataset(root: str | Path) -> list[SampleRow]:
