@@ -302,9 +302,15 @@ def report(**kw: Any) -> None:
 
 @main.command(epilog=_example("gliocascade run --samplesheet samples.csv --model models/fold0 --out results "
                               "--workers 2"))
-@click.option("--samplesheet", required=True, type=ANY_PATH,
+@click.option("--samplesheet", type=ANY_PATH,
               help="CSV: case_id plus t1,t1ce,t2,flair (or dicom_dir); optional seg, space, label_convention, "
-                   "brainmask (schema: assets/schema_input.json).")
+                   "brainmask (schema: assets/schema_input.json). Or give --bids.")
+@click.option("--bids", type=ANY_PATH,
+              help="BIDS dataset instead of --samplesheet: one native case sub-X[_ses-Y] per subject-session "
+                   "from anat/ T1w, ce-* T1w, T2w, FLAIR.")
+@click.option("--layout", type=click.Choice(["default", "bids"]), default="default", show_default=True,
+              help="bids: also write OUT/derivatives/gliocascade/ (BIDS-Derivatives dseg files, SRI24 and native "
+                   "space); the per-case folders and the report stay.")
 @click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
 @click.option("--out", required=True, type=ANY_PATH, help="Output folder: OUT/<id>/... and OUT/report/.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
