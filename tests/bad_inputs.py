@@ -407,7 +407,7 @@ CATALOGUE: list[BadInput] = [
     BadInput("sheet_bad_space", "samplesheet", "space other than native or brats", "run", 2, "run refused",
              "column space", _sheet_rows(lambda c: _sheet([*_good_cells(c, "c1")[:6], "mni", "2019"])),
              scope="sheet"),
-    BadInput("sheet_bad_convention", "samplesheet", "label_convention other than 2019 or 2023", "run", 2,
+    BadInput("sheet_bad_convention", "samplesheet", "label_convention other than 2015, 2019, 2023 or 2024", "run", 2,
              "run refused", "column label_convention",
              _sheet_rows(lambda c: _sheet([*_good_cells(c, "c1")[:7], "2021"])), scope="sheet"),
     # model folders: `run` loads every --model before anything starts

@@ -39,6 +39,7 @@ SAMPLE_VARS = {
     "case_arg": "--case-files case_files.csv",
     "gt_arg": "--gt reference/case01_seg.nii.gz",
     "input_args": "--dicom study/case01",
+    "image_args": "--t1ce input/t1ce/case01_t1ce.nii.gz --flair input/flair/case01_flair.nii.gz",
     "first": "case01000",
 }
 
@@ -369,6 +370,8 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
         m = re.fullmatch(r"""(\w+) \? "([^"]*)" : ''""", expr)
         if m and name not in values and m.group(1) in patterns:
             base[name] = interpolate(m.group(2), base) if base[m.group(1)] else ""
+    if "image_args" in module.script_defs and "image_args" not in values:  # PREDICT: the images it was given
+        base["image_args"] = " ".join(f"--{m} {base[m]}" for m in ("t1", "t1ce", "t2", "flair") if base.get(m))
     cmd = interpolate(command_line(module.script), base)
     started = time.perf_counter()
     res = subprocess.run(["bash", "-euo", "pipefail", "-c", cmd], cwd=workdir, capture_output=True, text=True,

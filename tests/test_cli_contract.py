@@ -76,9 +76,9 @@ def test_label_and_device_choices_are_validated(cli, command):
     if command in ("predict", "train"):
         assert "auto|cpu|cuda" in text
     if command == "evaluate":
-        assert "--pred-labels [2019|2023]" in text and "--gt-labels [2019|2023]" in text
+        assert "--pred-labels [2015|2019|2023|2024]" in text and "--gt-labels [2015|2019|2023|2024]" in text
     if command == "postprocess":
-        assert "--label-convention [2019|2023]" in text
+        assert "--label-convention [2019|2023|2024]" in text
 
 
 def test_usage_errors_exit_2(cli):

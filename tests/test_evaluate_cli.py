@@ -179,3 +179,32 @@ def test_evaluate_records_provenance_with_input_hashes(tmp_path, cli):
     assert record["step"] == "evaluate"
     assert record["inputs"]["pred"]["sha256"] == sha256_file(seg)
     assert record["parameters"]["gt_labels"] == "2019"
+
+
+def test_2019_reference_declared_2024_is_warned_in_log_and_report(cli, pair, tmp_path, caplog):
+    """Values 0/1/2/4 fit 2024, so the metrics are written; the warning names both readings and
+    reaches the log, the evaluate record and the report's warnings column."""
+    import json
+
+    caplog.set_level("WARNING", logger="gliocascade.labels")
+    pred, gt = pair  # gt: a 2019 phantom map (ET = 4, no 3)
+    out = tmp_path / "c1" / "c1_metrics.csv"
+    res = cli("evaluate", "--pred", pred, "--gt", gt, "--gt-labels", "2024", "--case-id", "c1", "--out", out)
+    assert res.exit_code == 0, res.output
+    assert any("declared label convention 2024" in r.getMessage() and "2019 map" in r.getMessage()
+               for r in caplog.records)
+    record = json.loads((out.parent / "provenance_evaluate.json").read_text())
+    [warning] = record["warnings"]
+    assert warning.startswith(f"{gt}: declared label convention 2024") and "post-operative" in warning
+    # 2024 reads 4 as the resection cavity: no ET, and the cavity is outside WT.
+    row = pd.read_csv(out).iloc[0]
+    labels = make_phantom(11, SHAPE).labels
+    assert row["volume_ref_ml_WT"] * 1000 == pytest.approx(np.count_nonzero(np.isin(labels, [1, 2])), abs=0.5)
+    files = tmp_path / "case_files.csv"
+    files.write_text("case_id,role,path\n"
+                     f"c1,seg,{pred}\nc1,reference,{gt}\nc1,provenance_evaluate,{out.parent / 'provenance_evaluate.json'}\n")
+    rep = cli("report", "--metrics", out, "--case-files", files, "--out", tmp_path / "report")
+    assert rep.exit_code == 0, rep.output
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "declared label convention 2024" in html
+    assert "declared label convention 2024" in (tmp_path / "report" / "cases" / "c1.html").read_text()

@@ -65,6 +65,14 @@ def test_space_and_label_convention_columns(tmp_path):
     assert rows[0].to_case().space == "brats"
 
 
+def test_label_convention_2024_is_read_and_unknown_ones_are_refused(tmp_path):
+    a, b = _images(tmp_path, "p1"), _images(tmp_path, "p2")
+    rows = read_samplesheet(_sheet(tmp_path, [HEADER + ",label_convention", "p1," + ",".join(a) + ",2024"]))
+    assert rows[0].label_convention == "2024"
+    with pytest.raises(SamplesheetError, match=r"row 2, column label_convention: '2022' is not 2015, 2019, 2023 or 2024"):
+        read_samplesheet(_sheet(tmp_path, [HEADER + ",label_convention", "p2," + ",".join(b) + ",2022"]))
+
+
 def test_dicom_dir_rows(tmp_path):
     (tmp_path / "study1").mkdir()
     rows = read_samplesheet(_sheet(tmp_path, ["case_id,dicom_dir", "p1,study1", "p2,study2"]))

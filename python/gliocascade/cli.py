@@ -16,11 +16,15 @@ import click
 
 from . import __version__
 from .errors import InputError
+from .labels import READABLE, WRITABLE
 from .lifeline import Interrupted
 
 ANY_PATH = click.Path(path_type=Path)
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
-CONVENTION = click.Choice(["2019", "2023"])
+# Reading options accept every readable convention of labels.py's table, writing options the writable ones.
+CONVENTION = click.Choice(list(READABLE))
+WRITTEN_CONVENTION = click.Choice(list(WRITABLE))
+WRITTEN_HELP = "2019 (ET = 4), 2023 (ET = 3) or 2024 (as 2023; a resection cavity, 4, is never written)"
 PRECISION = click.Choice(["auto", "fp32", "bf16"])
 PRECISION_HELP = ("Arithmetic of the network: auto = bf16 on CUDA and on CPUs with native bf16 "
                   "(avx512_bf16, amx_bf16), else fp32.")
@@ -168,6 +172,9 @@ def preprocess(**kw: Any) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--label-convention", type=CONVENTION, help="Convention of the seg files (default: from names).")
+@click.option("--modality-dropout", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0, show_default=True,
+              help="Drop each present modality of a training sample with this probability (never all), so "
+                   "the model segments exams lacking some (model.json modalities_required then empty).")
 @click.option("--precision", type=PRECISION, default="auto", show_default=True,
               help=PRECISION_HELP + " fp32 master weights and loss either way.")
 @click.option("--checkpointing/--no-checkpointing", default=None, help="Gradient checkpointing of residual blocks.")
@@ -193,8 +200,8 @@ def train(**kw: Any) -> None:
 @click.option("--case-id", help="Case id (default: from the files' prefix).")
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--save-probabilities", is_flag=True, help="Also write <id>_prob.nii.gz (WT, TC, ET).")
-@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
-              help="Labels written: 2019 (ET = 4) or 2023 (ET = 3).")
+@click.option("--label-convention", type=WRITTEN_CONVENTION, default="2019", show_default=True,
+              help="Labels written: " + WRITTEN_HELP + ".")
 @click.option("--precision", type=PRECISION, default="auto", show_default=True, help=PRECISION_HELP)
 def predict(**kw: Any) -> None:
     """Whole-brain inference with flip TTA and snapshot/model ensembles -> <id>_pred.nii.gz."""
@@ -225,7 +232,7 @@ def model_summary(**kw: Any) -> None:
               help="Take et_threshold from model.json (unless --et-threshold is given).")
 @click.option("--native-transforms", type=ANY_PATH, help="transforms/ folder: also write <id>_seg_native.nii.gz.")
 @click.option("--case-id", help="Case id, for messages and refusal records (default: from the file name).")
-@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
+@click.option("--label-convention", type=WRITTEN_CONVENTION, default="2019", show_default=True,
               help="Convention of --pred and of the labels written.")
 def postprocess(**kw: Any) -> None:
     """Relabel small enhancing tumour as necrosis; optionally map labels back to native T1Gd space."""
@@ -299,9 +306,15 @@ def report(**kw: Any) -> None:
 
 @main.command(epilog=_example("gliocascade run --samplesheet samples.csv --model models/fold0 --out results "
                               "--workers 2"))
-@click.option("--samplesheet", required=True, type=ANY_PATH,
+@click.option("--samplesheet", type=ANY_PATH,
               help="CSV: case_id plus t1,t1ce,t2,flair (or dicom_dir); optional seg, space, label_convention, "
-                   "brainmask (schema: assets/schema_input.json).")
+                   "brainmask (schema: assets/schema_input.json). Or give --bids.")
+@click.option("--bids", type=ANY_PATH,
+              help="BIDS dataset instead of --samplesheet: one native case sub-X[_ses-Y] per subject-session "
+                   "from anat/ T1w, ce-* T1w, T2w, FLAIR.")
+@click.option("--layout", type=click.Choice(["default", "bids"]), default="default", show_default=True,
+              help="bids: also write OUT/derivatives/gliocascade/ (BIDS-Derivatives dseg files, SRI24 and native "
+                   "space); the per-case folders and the report stay.")
 @click.option("--model", "models", multiple=True, required=True, type=ANY_PATH, help="Model folder (repeatable).")
 @click.option("--out", required=True, type=ANY_PATH, help="Output folder: OUT/<id>/... and OUT/report/.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
@@ -312,8 +325,8 @@ def report(**kw: Any) -> None:
 @click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto: CUDA when available, else CPU.")
 @click.option("--atlas", type=ANY_PATH, help="Atlas folder for native-space cases (default: $GLIOCASCADE_ATLAS "
                                            "or fetch-atlas's place).")
-@click.option("--label-convention", type=CONVENTION, default="2019", show_default=True,
-              help="Convention of the labels written.")
+@click.option("--label-convention", type=WRITTEN_CONVENTION, default="2019", show_default=True,
+              help="Convention of the labels written: " + WRITTEN_HELP + ".")
 @click.option("--save-probabilities", is_flag=True, help="predict also writes <id>_prob.nii.gz (WT, TC, ET).")
 @click.option("--registration-backend", type=click.Choice(["simpleitk", "ants"]), default="simpleitk",
               show_default=True, help="preprocess: registration backend (native-space rows).")
@@ -338,7 +351,7 @@ def run(**kw: Any) -> None:
       t1,t1ce,t2,flair        NIfTI files or DICOM series folders (or dicom_dir: a study folder)
       seg                     ground truth (optional): metrics instead of volumes only
       space                   native (default: convert/preprocess run) or brats (already preprocessed)
-      label_convention        2019 (default) or 2023, of seg
+      label_convention        2019 (default), 2023 or 2024, of seg
       brainmask               space=brats rows: the brain z-scoring uses (optional)
 
     Exit 0 when every case succeeded, 1 when some failed (the others finish), 2 for usage or

@@ -11,22 +11,41 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import Case, check_same_grid, discover_case, read_labels, read_modalities, read_samplesheet
+from .io import (MODALITIES, Case, anchor_modality, check_same_grid, discover_case, read_labels, read_modalities,
+                 read_samplesheet)
 from .labels import labels_to_regions
+
+
+def present_channels(images: np.ndarray) -> list[int]:
+    """Indices of the channels that hold an image (an absent modality is an all-zero channel)."""
+    return [c for c in range(images.shape[0]) if np.asarray(images[c]).any()]
+
+
+def brain_of(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """The brain z-scoring and inference use: ``mask`` when given, else the voxels non-zero in every
+    present modality (all false when none is present)."""
+    if mask is not None:
+        return np.asarray(mask) > 0
+    present = present_channels(images)
+    if not present:
+        return np.zeros(images.shape[1:], dtype=bool)
+    return np.all(np.asarray(images)[present] != 0, axis=0)
 
 
 def zscore(images: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Per-modality z-score of a (C, X, Y, Z) stack over the brain; voxels outside become 0.
 
-    The brain is ``mask`` when given, else the voxels non-zero in every modality (the BraTS
-    skull-stripped convention). A modality with zero spread is only centred.
+    The brain is ``mask`` when given, else the voxels non-zero in every present modality (the BraTS
+    skull-stripped convention). An absent modality is an all-zero channel (io.read_modalities) and
+    stays zero. A modality with zero spread is only centred.
     """
     img = np.asarray(images, dtype=np.float32)
-    brain = (np.asarray(mask) > 0) if mask is not None else np.all(img != 0, axis=0)
+    present = present_channels(img)
     out = np.zeros_like(img, dtype=np.float32)
+    brain = brain_of(img, mask)
     if not brain.any():
         return out
-    for c in range(img.shape[0]):
+    for c in present:
         vals = img[c][brain].astype(np.float64)
         mean, std = vals.mean(), vals.std()
         out[c][brain] = ((vals - mean) / (std if std > 0 else 1.0)).astype(np.float32)
@@ -42,6 +61,11 @@ class Volume:
     case_id: str
     images: np.ndarray
     regions: np.ndarray
+
+    @property
+    def present(self) -> list[int]:
+        """Channels of the modalities this case has (the others are zero)."""
+        return present_channels(self.images)
 
 
 def cases_from_folder(folder: str | Path, label_convention: str | None = None) -> list[Case]:
@@ -100,19 +124,20 @@ def load_volume(case: Case, orientation: str = "LPS") -> Volume:
     from .orientation import to_orientation
 
     mask_path = case.extra.get("brainmask") if case.extra else None
-    stacked, mask, ref = read_modalities(case.images, case.case_id, mask_path or None)
+    # a space=brats case may lack modalities (their channels stay zero); the model card records which
+    stacked, mask, ref = read_modalities(case.images, case.case_id, mask_path or None, optional=MODALITIES)
     labels = None
     if case.seg is not None:
         lab = read_labels(case.seg, case.label_convention)
-        check_same_grid(case.images["t1ce"], ref, case.seg, (lab[0], lab[1]))
+        check_same_grid(case.images[anchor_modality(case.images)], ref, case.seg, (lab[0], lab[1]))
         labels = lab[0]
         # where the images have data, whatever mask z-scores them: a tumour must lie there
-        refuse_implausible_reference(case.seg, labels, case.label_convention, np.all(stacked != 0, axis=0))
+        refuse_implausible_reference(case.seg, labels, case.label_convention, brain_of(stacked))
     try:
         stacked, mask, labels = (None if a is None else to_orientation(a, ref[1], orientation)
                                  for a in (stacked, mask, labels))
     except ValueError as exc:
-        raise InputError(case.images["t1ce"], str(exc)) from None
+        raise InputError(case.images[anchor_modality(case.images)], str(exc)) from None
     images = zscore(stacked, mask)
     regions = (labels_to_regions(labels, case.label_convention).astype(np.uint8) if labels is not None
                else np.zeros((3, *images.shape[1:]), dtype=np.uint8))
@@ -175,6 +200,23 @@ def augment(volume: Volume, crop: list[int] | tuple[int, int, int], rng: np.rand
     images, regions = random_flip(images, regions, rng)
     images = intensity_augment(images, rng)
     return np.ascontiguousarray(images), np.ascontiguousarray(regions)
+
+
+def drop_modalities(images: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Modality dropout: zero each present channel with probability ``p``, never all of them, so the
+    model learns to segment with the modalities a hospital exam actually has. ``p`` 0 draws nothing
+    from ``rng`` (training without dropout stays bit-identical)."""
+    present = present_channels(images)
+    if p <= 0 or len(present) < 2:
+        return images
+    drop = [c for c in present if rng.random() < p]
+    if len(drop) == len(present):
+        drop.remove(drop[int(rng.integers(len(drop)))])  # keep one, chosen at random
+    if not drop:
+        return images
+    out = np.array(images, copy=True)
+    out[drop] = 0
+    return out
 
 
 def pad_to_multiple(array: np.ndarray, divisor: int) -> tuple[np.ndarray, tuple[slice, ...]]:

@@ -13,13 +13,14 @@ import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .labels import READABLE
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 # Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never a leading dot
@@ -188,16 +189,23 @@ def check_distinct_files(images: dict[str, Path | None]) -> None:
 OUTLINE_DICE_MIN = 0.97
 
 
+def anchor_modality(present: Collection[str]) -> str:
+    """The modality a case's grid and outline are judged against: T1Gd, else the first present."""
+    return "t1ce" if "t1ce" in present else next(m for m in MODALITIES if m in present)
+
+
 def check_one_exam(images: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
     """Refuse a modality that is identical to another or whose brain outline is not T1Gd's
-    (another patient's image, or one co-registered to another exam)."""
-    for i, a in enumerate(MODALITIES):
-        for b in MODALITIES[i + 1:]:
+    (another patient's image, or one co-registered to another exam); absent modalities are skipped."""
+    mods = [m for m in MODALITIES if m in arrays]
+    for i, a in enumerate(mods):
+        for b in mods[i + 1:]:
             if np.array_equal(arrays[a], arrays[b]):
                 raise InputError(images[b], f"same voxels as {images[a]} ({a}); each modality needs its own image")
-    ref = arrays["t1ce"] != 0
-    for mod in MODALITIES:
-        if mod == "t1ce":
+    anchor = anchor_modality(arrays)
+    ref = arrays[anchor] != 0
+    for mod in mods:
+        if mod == anchor:
             continue
         outline = arrays[mod] != 0
         score = 2.0 * np.count_nonzero(ref & outline) / (np.count_nonzero(ref) + np.count_nonzero(outline))
@@ -207,32 +215,40 @@ def check_one_exam(images: dict[str, Path], arrays: dict[str, np.ndarray]) -> No
                                           "(another patient's image, or a failed co-registration?)")
 
 
-def read_modalities(images: dict[str, Path], case_id: str, brainmask: str | Path | None = None
+def read_modalities(images: dict[str, Path], case_id: str, brainmask: str | Path | None = None,
+                    optional: Collection[str] = ()
                     ) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
     """The four modalities of a case stacked (4, X, Y, Z) float32, its brain mask (bool) or None,
-    and T1Gd's (array, affine); every file is checked to be finite, not all zero, on one grid,
-    and of one exam (four different images whose brain outlines agree).
+    and the anchor's (T1Gd's, when present) (array, affine); every file is checked to be finite, not
+    all zero, on one grid, and of one exam (different images whose brain outlines agree).
 
+    A modality in ``optional`` may be absent: its channel is all zero, as z-scoring leaves an absent
+    one (a model trained without it, or with modality dropout). Any other absent one is an error.
     The one reader of a case's images, for training and inference alike.
     """
-    missing = [m for m in MODALITIES if images.get(m) is None]
+    missing = [m for m in MODALITIES if images.get(m) is None and m not in optional]
     if missing:
         where = Path(images["t1ce"]).parent / f"{case_id}_{missing[0]}.nii.gz" if images.get("t1ce") else None
-        raise InputError(where, f"modality {missing[0]} missing for case {case_id}")
+        raise InputError(where, f"modality {', '.join(missing)} missing for case {case_id}")
+    present = [m for m in MODALITIES if images.get(m) is not None]
+    if not present:
+        raise InputError(None, f"case {case_id} has no image")
     check_distinct_files(images)
-    read = {mod: read_image(images[mod]) for mod in MODALITIES}
-    for mod in MODALITIES:
+    read = {mod: read_image(images[mod]) for mod in present}
+    for mod in present:
         if not read[mod][0].any():
             raise InputError(images[mod], "image is all zero (no brain to segment)")
     check_one_grid(images, {mod: (arr.shape, aff) for mod, (arr, aff) in read.items()})
     check_one_exam(images, {mod: arr for mod, (arr, _) in read.items()})
-    ref_path, ref = Path(images["t1ce"]), read["t1ce"]
+    anchor = anchor_modality(present)
+    ref_path, ref = Path(images[anchor]), read[anchor]
     mask = None
     if brainmask is not None:
         m = read_image(brainmask)
         check_same_grid(ref_path, ref, brainmask, m)
         mask = m[0] > 0
-    return np.stack([read[mod][0] for mod in MODALITIES]), mask, ref
+    zeros = np.zeros(ref[0].shape, dtype=np.float32)
+    return np.stack([read[mod][0] if mod in read else zeros for mod in MODALITIES]), mask, ref
 
 
 def read_json_object(path: str | Path, what: str) -> dict:
@@ -446,6 +462,7 @@ def discover_cases(root: str | Path) -> list[Case]:
 # --------------------------------------------------------------------------- samplesheets
 
 SAMPLESHEET_IMAGE_COLUMNS = list(MODALITIES)
+_READABLE_TEXT = ", ".join(READABLE[:-1]) + " or " + READABLE[-1]
 SAMPLESHEET_OPTIONAL = ["seg", "space", "label_convention", "dicom_dir", "brainmask"]
 
 
@@ -551,16 +568,20 @@ def read_samplesheet(path: str | Path) -> list[SampleRow]:
         if space not in ("native", "brats"):
             raise SamplesheetError(path, f"{where}, column space: {space!r} is not 'native' or 'brats'")
         conv = _cell(row, "label_convention") or "2019"
-        if conv not in ("2019", "2023"):
-            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not 2019 or 2023")
+        if conv not in READABLE:
+            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not {_READABLE_TEXT}")
         values = {m: _cell(row, m) for m in SAMPLESHEET_IMAGE_COLUMNS}
         dicom = _cell(row, "dicom_dir")
         given = [m for m, v in values.items() if v]
         if dicom and given:
             raise SamplesheetError(path, f"{where}, column dicom_dir: give either dicom_dir or t1,t1ce,t2,flair, not both")
-        if not dicom and len(given) != 4:
+        if not dicom and not given:
+            raise SamplesheetError(path, f"{where}, column t1ce: empty (each row needs t1,t1ce,t2,flair or dicom_dir)")
+        if not dicom and space != "brats" and len(given) != 4:
             absent = [m for m in SAMPLESHEET_IMAGE_COLUMNS if not values[m]]
-            raise SamplesheetError(path, f"{where}, column {absent[0]}: empty (each row needs t1,t1ce,t2,flair or dicom_dir)")
+            raise SamplesheetError(path, f"{where}, column {absent[0]}: empty (a native row needs all of "
+                                         "t1,t1ce,t2,flair; only space=brats rows may leave modalities empty, "
+                                         "for a model trained without them)")
         if dicom and space == "brats":
             raise SamplesheetError(path, f"{where}, column space: a dicom_dir row cannot be in BraTS space")
         if _cell(row, "brainmask") and space != "brats":
@@ -610,8 +631,8 @@ def read_references(path: str | Path) -> dict[str, tuple[Path, str]]:
         conv = _cell(row, "label_convention") or "2019"
         if not cid or not seg:
             raise SamplesheetError(path, f"{where}: case_id and seg are needed")
-        if conv not in ("2019", "2023"):
-            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not 2019 or 2023")
+        if conv not in READABLE:
+            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not {_READABLE_TEXT}")
         if cid in out:
             raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r}")
         p = Path(seg).expanduser()

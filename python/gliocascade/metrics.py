@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 
 from .errors import InputError
 from .io import atomic_path, check_same_grid, load_nifti, read_labels, same_grid
-from .labels import REGIONS, labels_to_regions
+from .labels import REGIONS, labels_to_regions, signature_warning
 from .provenance import write_provenance
 
 log = logging.getLogger(__name__)
@@ -231,8 +231,9 @@ def reference_qc(labels: np.ndarray, convention: str = "2019", brain: np.ndarray
 
 def evaluate_case_qc(pred: Path, gt: Path | None, case_id: str, pred_labels: str = "2019",
                      gt_labels: str = "2019", brain: np.ndarray | None = None,
-                     lesion_task: str | None = None) -> tuple[dict, dict | None]:
-    """The metrics row of :func:`evaluate_case` and the reference's QC block (None without ``gt``).
+                     lesion_task: str | None = None) -> tuple[dict, dict | None, list[str]]:
+    """The metrics row of :func:`evaluate_case`, the reference's QC block (None without ``gt``) and
+    the warnings about the maps' label patterns (see labels.signature_warning), for the report.
 
     ``lesion_task`` (with ``gt``) appends the lesion-wise columns of that BraTS task
     (:mod:`gliocascade.lesion_metrics`) after the voxel-wise ones.
@@ -240,6 +241,7 @@ def evaluate_case_qc(pred: Path, gt: Path | None, case_id: str, pred_labels: str
     p, p_aff = read_labels(Path(pred), pred_labels)
     spacing = spacing_from_affine(p_aff)
     qc = None
+    warnings = [w for w in [signature_warning(p, pred_labels, pred)] if w]
     if gt is None:
         values = evaluate_arrays(p, None, spacing, pred_labels)
     else:
@@ -248,13 +250,14 @@ def evaluate_case_qc(pred: Path, gt: Path | None, case_id: str, pred_labels: str
         values = evaluate_arrays(p, g, spacing, pred_labels, gt_labels)
         qc = reference_qc(g, gt_labels, brain if brain is not None and brain.shape == g.shape else None)
         values[QC_COLUMN] = 1 if qc["decision"] == "pass" else 0
+        warnings += [w for w in [signature_warning(g, gt_labels, gt)] if w]
     row = {"case_id": case_id, **values}
     row = {k: row[k] for k in metric_columns(gt is not None)}
     if gt is not None and lesion_task:
         from .lesion_metrics import lesion_wise_metrics
 
         row.update(lesion_wise_metrics(p, g, spacing, lesion_task, pred_labels, gt_labels))
-    return row, qc
+    return row, qc, warnings
 
 
 def evaluate_case(pred: Path, gt: Path | None, case_id: str, pred_labels: str = "2019",
@@ -278,7 +281,7 @@ def brain_on_grid(images: dict[str, Path], grid_of: Path) -> np.ndarray | None:
 
     ref = load_nifti(grid_of)
     arrays = []
-    for path in (images[m] for m in MODALITIES):
+    for path in (images[m] for m in MODALITIES if images.get(m) is not None):  # absent modalities: no vote
         arr, aff = read_image(path)
         if not same_grid(aff, arr.shape, ref.affine, ref.shape):
             return None
@@ -330,13 +333,13 @@ def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_
     gt = None if gt is None else Path(gt)
     chosen = prediction_for_reference(Path(pred), None if pred_native is None else Path(pred_native), gt)
     brain = brain_on_grid(brain_images, gt) if gt is not None and brain_images else None
-    row, qc = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain,
-                               lesion_task if lesion_wise else None)
+    row, qc, warnings = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain,
+                                         lesion_task if lesion_wise else None)
     write_metrics_csv([row], Path(out))
     write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": chosen, "gt": gt},
                      {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels,
                       **({"lesion_task": lesion_task} if lesion_wise else {})}, started,
-                     extra={"output": str(out), **({"qc": qc} if qc is not None else {})})
+                     extra={"output": str(out), "warnings": warnings, **({"qc": qc} if qc is not None else {})})
     if qc is not None and qc["decision"] == "fail":
         click.echo(f"warning: {gt}: implausible reference: {'; '.join(qc['reasons'])} (metrics written, "
                    f"flagged {QC_COLUMN}=0)", err=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import nibabel as nib
 
-from .io import read_json_object
+from .io import MODALITIES, read_json_object
 
 # NIfTI ``descrip`` of every image `gliocascade phantom` writes (DESIGN's shared records).
 PHANTOM_MARKER = "gliocascade phantom"
@@ -35,7 +35,30 @@ def read_card(folder: str | Path) -> dict[str, Any]:
             "label_convention": doc.get("label_convention"), "orientation": doc.get("orientation", "LPS"),
             "epochs": data.get("epochs"), "n_val": data.get("n_val"), "val_dice": data.get("val_dice"),
             # models trained before precision was recorded ran fp32 on CPU, bf16 on CUDA: unknown here
-            "precision": data.get("precision"), "et_threshold": doc.get("et_threshold")}
+            "precision": data.get("precision"), "et_threshold": doc.get("et_threshold"),
+            # cards written before these fields: trained on, and needing, all four modalities
+            "modalities_used": list(doc.get("modalities_used") or MODALITIES),
+            "modalities_required": list(doc["modalities_required"] if "modalities_required" in doc else MODALITIES),
+            "modality_dropout": float(doc.get("modality_dropout") or 0.0)}
+
+
+def modality_rules(cards: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(required, used) modalities of an ensemble: a case may lack a modality no model requires;
+    a modality no model uses is zero-filled even when present, as in those models' training."""
+    required = [m for m in MODALITIES if any(m in c["modalities_required"] for c in cards)]
+    used = [m for m in MODALITIES if any(m in c["modalities_used"] for c in cards)]
+    return required, used
+
+
+def missing_modalities_error(cards: list[dict[str, Any]], images: dict[str, Any], case_id: str) -> str | None:
+    """One line when the case lacks a modality some model requires (None when it can be segmented)."""
+    missing = [m for m in modality_rules(cards)[0] if images.get(m) is None]
+    if not missing:
+        return None
+    needing = next(c for c in cards if set(missing) & set(c["modalities_required"]))
+    return (f"case {case_id}: modality {', '.join(missing)} missing, and model {needing['folder']} requires it "
+            f"(model.json modalities_required: {', '.join(needing['modalities_required'])}; train with "
+            "--modality-dropout to segment without it)")
 
 
 def _yes_no(value: Any) -> str:
@@ -55,6 +78,9 @@ def card_lines(card: dict[str, Any]) -> list[str]:
             f"synthetic: {_yes_no(card.get('synthetic'))}", f"label convention: {card.get('label_convention')}",
             f"orientation: {card.get('orientation')}", f"epochs: {card.get('epochs')}",
             f"trained in: {card.get('precision') or 'unknown'}",
+            f"modalities used: {', '.join(card.get('modalities_used') or MODALITIES)}",
+            f"modalities required: {', '.join(card.get('modalities_required') or []) or 'none (any one suffices)'}",
+            f"modality dropout: {card.get('modality_dropout') or 0.0}",
             f"validation Dice: {val}",
             f"ET threshold: {'not tuned' if threshold is None else f'{threshold} voxels'}"]
 

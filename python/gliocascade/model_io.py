@@ -155,6 +155,9 @@ def write_model_json(folder: str | Path, config: dict[str, Any], card: dict[str,
                            "config": config, "label_convention": str(card.pop("label_convention", "2019")),
                            "orientation": codes_text(BRATS_ORIENTATION if orientation is None else orientation),
                            "split": card.pop("split", None)}
+    for key in ("modalities_used", "modalities_required", "modality_dropout"):  # DESIGN's model card
+        if key in card:
+            doc[key] = card.pop(key)
     if card.get("et_threshold") is not None:
         doc["et_threshold"] = int(card.pop("et_threshold"))
     card.pop("et_threshold", None)

@@ -223,8 +223,12 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
 
 def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int = 1, tta: int = 8,
                  device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
-                 progress: Progress | None = None, **step_options: Any) -> list[CaseResult]:
+                 progress: Progress | None = None, rows: list[SampleRow] | None = None, layout: str = "default",
+                 bids_source: Path | None = None, **step_options: Any) -> list[CaseResult]:
     """Check everything global, run all cases, write the report; returns each case's result.
+
+    ``rows`` replaces the samplesheet (`--bids`: ``bids_input``); ``layout="bids"`` also writes the
+    BIDS-Derivatives dataset (``bids_output``), recording ``bids_source`` as its source.
 
     ``progress`` (see :data:`Progress`) hears of every finished case.
 
@@ -233,7 +237,11 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     ``skull_strip``). A failed report is appended as a
     result named ``report`` (the cases' outputs stand).
     """
-    rows = load_samplesheet(Path(samplesheet))
+    rows = load_samplesheet(Path(samplesheet)) if rows is None else rows
+    if layout == "bids":
+        from .bids_output import check_bids_ids
+
+        check_bids_ids(r.case_id for r in rows)
     out = Path(out)
     check_writable_folder(out)  # before the models are loaded, not after every case failed
     models = [Path(m) for m in models]
@@ -250,7 +258,10 @@ def run_pipeline(samplesheet: Path, models: list[Path], out: Path, workers: int 
     with OutLock(out), stop_on_signals():
         discard_run_leftovers(out, ids)  # a killed run's staging and temporaries: never outputs
         try:
-            return _run_and_report(rows, opts, out, workers, threshold, progress)
+            results = _run_and_report(rows, opts, out, workers, threshold, progress)
+            if layout == "bids":
+                _write_bids(out, rows, results, str(label_convention), bids_source)
+            return results
         except Interrupted as exc:
             log.warning("run: %s received: stopping", signal.Signals(exc.signum).name)
             discard_run_leftovers(out, ids)
@@ -272,20 +283,45 @@ def _run_and_report(rows: list[SampleRow], opts: RunOptions, out: Path, workers:
     return results
 
 
-def run_command(samplesheet: Path, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
+def _write_bids(out: Path, rows: list[SampleRow], results: list[CaseResult], label_convention: str,
+                source: Path | None) -> None:
+    """The derivatives dataset of the succeeded cases; a failure is the run's (exit 1), not the cases'."""
+    from .bids_output import write_derivatives
+
+    done = {r.case_id for r in results if r.ok}
+    try:
+        write_derivatives(out, [(r.case_id, r.images.get("t1ce")) for r in rows if r.case_id in done],
+                          label_convention, source)
+    except (OSError, InputError) as exc:
+        log.error("bids: FAILED: %s", exc)
+        results.append(CaseResult("bids", ok=False, failed_step="bids", message=str(exc)))
+
+
+def run_command(samplesheet: Path | None, models: tuple[Path, ...], out: Path, workers: int = 1, tta: str | int = "8",
                 precision: str = "auto", device: str = "auto", atlas: Path | None = None, label_convention: str = "2019",
                 save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
                 n4: bool = False, atlas_via: str = "t1ce", allow_qc_failure: bool = False,
-                input_skull_stripped: str = "auto", skull_strip: str = "atlas") -> int:
+                input_skull_stripped: str = "auto", skull_strip: str = "atlas", bids: Path | None = None,
+                layout: str = "default") -> int:
     """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError).
+
+    ``bids``: a BIDS dataset instead of the samplesheet (exactly one of the two is given).
 
     Progress: a cohort bar on a terminal, timestamped log lines otherwise (``progress.py``).
     """
     from .progress import cohort_progress, timestamped_lines
 
     timestamped_lines()
+    if (samplesheet is None) == (bids is None):
+        raise InputError(None, "give either --samplesheet CSV or --bids DIR (one of them)")
+    rows = None
+    if bids is not None:
+        from .bids_input import read_bids_dataset
+
+        rows = read_bids_dataset(bids)
     results = run_pipeline(samplesheet, list(models), out, workers, int(tta), device, atlas, label_convention,
-                           progress=cohort_progress,
+                           progress=cohort_progress, rows=rows, layout=layout,
+                           bids_source=None if bids is None else Path(bids),
                            precision=precision,
                            save_probabilities=save_probabilities, registration_backend=registration_backend,
                            affine=affine, n4=n4, atlas_via=atlas_via, allow_qc_failure=allow_qc_failure,

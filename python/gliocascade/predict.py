@@ -22,7 +22,7 @@ import torch
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
 from .io import (MODALITIES, atomic_paths, case_folders, check_writable_folder, error_naming, discover_case,
-                 read_modalities)
+                 anchor_modality, read_modalities)
 from .labels import regions_to_labels
 from .leftovers import discard_temporaries
 
@@ -44,18 +44,26 @@ class CaseInput:
     paths: dict[str, Path]
 
 
-def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = None) -> CaseInput:
-    """Read the four modalities (and brain mask) in their stored order, refusing missing files, NaNs,
-    differing grids and grids without an orientation (they cannot be brought to the model's)."""
+def read_case(images: dict[str, Path], case_id: str, brainmask: Path | None = None,
+              optional: Sequence[str] = (), used: Sequence[str] = MODALITIES) -> CaseInput:
+    """Read the modalities (and brain mask) in their stored order, refusing missing files, NaNs,
+    differing grids and grids without an orientation (they cannot be brought to the model's).
+
+    Modalities in ``optional`` may be absent; those not in ``used`` are zero-filled even when
+    present, as they were absent when the models were trained."""
     from .orientation import axis_codes
 
-    stacked, mask, _ = read_modalities(images, case_id, brainmask)
-    ref_img = nib.load(str(images["t1ce"]))  # the header as stored: outputs copy it field for field
+    stacked, mask, _ = read_modalities(images, case_id, brainmask, optional)
+    for i, mod in enumerate(MODALITIES):
+        if mod not in used:
+            stacked[i] = 0
+    anchor = Path(images[anchor_modality(images)])
+    ref_img = nib.load(str(anchor))  # the header as stored: outputs copy it field for field
     try:
         axis_codes(ref_img.affine)
     except ValueError as exc:
-        raise InputError(images["t1ce"], str(exc)) from None
-    paths = {m: Path(images[m]) for m in MODALITIES}
+        raise InputError(anchor, str(exc)) from None
+    paths = {m: Path(images[m]) for m in MODALITIES if images.get(m) is not None}
     if brainmask is not None:
         paths["brainmask"] = Path(brainmask)
     return CaseInput(case_id, stacked, mask, ref_img, paths)
@@ -102,7 +110,7 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
     Outside the brain (the brain mask, else the voxels where any modality is non-zero) the
     probabilities are 0: tumour labels exist only inside the brain, as in the BraTS data.
     """
-    from .data import zscore
+    from .data import brain_of, zscore
     from .model_io import ensemble_orientation
     from .orientation import box_from_orientation, from_orientation, sizes_from_orientation, to_orientation
 
@@ -111,10 +119,10 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
     images = to_orientation(case.images, affine, orientation)
     mask = None if case.mask is None else to_orientation(case.mask, affine, orientation)
     norm = zscore(images, mask)
-    brain = mask if mask is not None else np.all(images != 0, axis=0)
+    brain = brain_of(images, mask)
     window = make_window(brain, _divisor(models))
     if window is None:
-        raise InputError(case.paths["t1ce"], "no brain voxels (all modalities zero, or empty brain mask)")
+        raise InputError(next(iter(case.paths.values())), "no brain voxels (all modalities zero, or empty brain mask)")
     x = torch.from_numpy(np.ascontiguousarray(crop_pad(norm, window)))[None].to(device)
     probs = ensemble_probabilities([m.networks for m in models], x, tta, runner, progress)
     full = uncrop(probs[0].cpu().numpy(), window)
@@ -143,7 +151,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     in `run`'s workers, whose terminal belongs to the cohort bar."""
     from .cpu_speed import prepare
     from .model_io import ensemble_orientation, resolve_device
-    from .model_card import case_warnings, read_card
+    from .model_card import case_warnings, missing_modalities_error, modality_rules, read_card
     from .orientation import axis_codes, codes_text
     from .precision import resolve_precision
 
@@ -152,11 +160,20 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     dev = resolve_device(device)
     tta_passes(1, tta)  # validates tta
     t0 = time.time()
-    case = read_case(images, case_id, brainmask)
+    cards = [read_card(m.folder) for m in models]
+    refusal = missing_modalities_error(cards, images, case_id)
+    if refusal:  # named by the file a case folder would hold
+        missing = next(m for m in modality_rules(cards)[0] if images.get(m) is None)
+        present = [Path(p) for p in images.values() if p is not None]
+        raise InputError(present[0].parent / f"{case_id}_{missing}.nii.gz" if present else None, refusal)
+    required, used = modality_rules(cards)
+    case = read_case(images, case_id, brainmask, optional=[m for m in MODALITIES if m not in required], used=used)
     t_read = time.time() - t0
     orientation = {"stored_orientation": codes_text(axis_codes(case.reference.affine)),
                    "model_orientation": ensemble_orientation(models)}
-    warnings = case_warnings([read_card(m.folder) for m in models], [case.paths[m] for m in MODALITIES])
+    modalities = {"present": [m for m in MODALITIES if m in case.paths],
+                  "used": [m for m in used if m in case.paths]}
+    warnings = case_warnings(cards, [case.paths[m] for m in modalities["present"]])
     for warning in warnings:
         log.warning("%s: %s", case_id, warning)
     chosen = resolve_precision(precision, dev)
@@ -182,7 +199,8 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
         _save_like(staged[label_path], labels, case.reference, np.uint8)
         t_write = time.time() - t0
         _write_predict_provenance(staged[out_dir / "provenance_predict.json"], case, models, dev, tta, cpu_mode,
-                                  chosen.record(), label_convention, save_probabilities, orientation, started, n_passes,
+                                  chosen.record(), label_convention, save_probabilities,
+                                  {**orientation, "modalities": modalities}, started, n_passes,
                                   window_info, label_path, prob_path, warnings,
                                   {"read_s": round(t_read, 3), "inference_s": round(t_infer, 3),
                                    "write_s": round(t_write, 3)})
@@ -220,14 +238,13 @@ def load_models(folders: Sequence[Path], device: str = "auto") -> list:
 
 
 def _explicit_case(files: dict[str, Path | None], case_id: str | None) -> tuple[dict[str, Path], str]:
-    """The four images named one by one (``--t1 ... --flair``), as the Nextflow module passes them."""
-    missing = [m for m in MODALITIES if files.get(m) is None]
-    if missing:
-        raise InputError(None, f"--{missing[0]} is needed when the images are named one by one (give all of "
-                               "--t1 --t1ce --t2 --flair, or --case DIR)")
+    """The images named one by one (``--t1 ... --flair``), as the Nextflow module passes them; one
+    left out is absent (allowed when no model requires it: predict_case decides)."""
+    if not any(files.get(m) is not None for m in MODALITIES):
+        raise InputError(None, "name the images one by one (--t1 --t1ce --t2 --flair), or give --case DIR")
     if not case_id:
         raise InputError(None, "--case-id is needed when the images are named one by one")
-    return {m: Path(files[m]) for m in MODALITIES}, case_id
+    return {m: Path(files[m]) for m in MODALITIES if files.get(m) is not None}, case_id
 
 
 def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, ...], out: Path, tta: str | int,
@@ -258,7 +275,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
         if named:
             images, cid, found_mask = *_explicit_case(files, case_id), None
         else:
-            found = discover_case(case, case_id)
+            found = discover_case(case, case_id, require_all=False)
             images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
         loaded = load_models(models, device)
         predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
@@ -269,7 +286,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
     failed = []
     for folder in folders:
         try:
-            c = discover_case(folder)
+            c = discover_case(folder, require_all=False)
             dest = Path(out) / c.case_id
             discard_temporaries(dest)  # left by a killed run: never outputs
             done = dest / f"{c.case_id}_pred.nii.gz"

@@ -1,9 +1,9 @@
 """The cohort report: one CSV of every case's metrics, summary statistics, and a self-contained HTML page.
 
 A researcher checks a cohort by eye before trusting its numbers, so the page puts the summary
-table and box plots first and then one sortable row per case with its QC flags, model warnings and
-a thumbnail, linking to the case's own page (``cases/<id>.html``: mosaic, orthogonal slices,
-reference, preprocessing QC, facts). Everything is inline (base64 PNG), so each page can be mailed
+table and box plots first and then one sortable row per case with its QC flags, warnings (the
+model's and the label maps') and a thumbnail, linking to the case's own page (``cases/<id>.html``:
+mosaic, orthogonal slices, reference, preprocessing QC, facts). Everything is inline (base64 PNG), so each page can be mailed
 or archived alone; the cohort page holds no image but thumbnails and box plots, so it stays small
 for hundreds of cases.
 

@@ -125,7 +125,8 @@ class CaseData:
         return {r: float(regions[i].sum()) * self.voxel_ml for i, r in enumerate(REGIONS)}
 
     def warnings(self) -> list[str]:
-        return [str(w) for w in self.provenance.get("predict", {}).get("warnings") or []]
+        """The model's warnings (predict) and those about the label maps' conventions (evaluate)."""
+        return [str(w) for step in ("predict", "evaluate") for w in self.provenance.get(step, {}).get("warnings") or []]
 
 
 def load_case(case_id: str, files: dict[str, Path]) -> CaseData:

@@ -79,7 +79,7 @@ def case_table(cohort: pd.DataFrame, rows: list[CaseRow]) -> str:
     metrics = [c for c in cohort.columns if c != "case_id"]
     by_id = {str(r["case_id"]): r for _, r in cohort.iterrows()}
     head = ["<th data-col='thumbnail'>image</th>", "<th data-col='case_id'>case</th>",
-            "<th data-col='flags'>QC flags</th>", "<th data-col='warnings'>model warnings</th>"]
+            "<th data-col='flags'>QC flags</th>", "<th data-col='warnings'>warnings</th>"]
     head += [f"<th data-col='{_esc(c)}'>{_esc(column_title(c))}</th>" for c in metrics]
     body = []
     for row in rows:

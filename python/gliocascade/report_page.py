@@ -221,6 +221,7 @@ def facts_section(data: CaseData, metrics: dict[str, float], cards: dict[str, di
             detail = ", ".join(f"{_esc(k)} {v}" for k, v in t.items() if k != "total")
             parts.append(f"<tr><td>{_esc(step)}</td><td>{_esc(t.get('total', ''))}</td><td>{detail}</td></tr>")
         parts.append("</table>")
+    parts.append(modalities_line(data))
     parts.append(model_section(data, cards))
     versions = {"gliocascade": __version__}
     for record in data.provenance.values():
@@ -232,6 +233,20 @@ def facts_section(data: CaseData, metrics: dict[str, float], cards: dict[str, di
         parts.append("<h3>Commands</h3>" + "".join(f"<p><b>{_esc(s)}</b>: <code>{_esc(c)}</code></p>"
                                                    for s, c in commands))
     return "\n".join(parts)
+
+
+def modalities_line(data: CaseData) -> str:
+    """Which modalities the case had and which the model used (predict's record), so a segmentation
+    made without some sequence is visibly so."""
+    record = (data.provenance.get("predict", {}).get("parameters") or {}).get("modalities")
+    if not record:
+        return ""
+    present, used = record.get("present") or [], record.get("used") or []
+    absent = [m for m in ("t1", "t1ce", "t2", "flair") if m not in present]
+    unused = [m for m in present if m not in used]
+    text = f"present: {', '.join(present)}" + (f"; absent: {', '.join(absent)}" if absent else "")
+    text += f"; not used by the model: {', '.join(unused)}" if unused else ""
+    return f"<h3>Modalities</h3><p class='modalities'>{_esc(text)}</p>"
 
 
 def model_section(data: CaseData, cards: dict[str, dict] | None = None) -> str:

@@ -88,9 +88,9 @@ def _message(error: jsonschema.ValidationError) -> str:
     """One readable sentence for a schema error (the schema's errorMessage when it has one)."""
     custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
     if error.validator == "oneOf":
-        return "give either all four of t1,t1ce,t2,flair or dicom_dir (not both, not a subset)"
+        return "give either t1,t1ce,t2,flair or dicom_dir (not both)"
     if error.validator == "required":
-        return custom or f"missing value ({error.message})"
+        return f"{custom} ({error.message})" if custom else f"missing value ({error.message})"
     if error.validator == "additionalProperties":
         return f"unknown column ({error.message})"
     if error.validator == "minItems":

@@ -300,7 +300,7 @@ def _cleanup_after_failure(paths: CasePaths, step: str) -> None:
         pass
 
 
-def check_inputs(row: SampleRow) -> None:
+def check_inputs(row: SampleRow, opts: RunOptions) -> None:
     """Read and check every input file of a row before its first step, so that a bad file fails
     the case before any output exists. The failure is reported at the step that reads the file
     (predict or preprocess for images, evaluate for the seg), as the Nextflow door reports it.
@@ -309,14 +309,23 @@ def check_inputs(row: SampleRow) -> None:
     grid and one exam (io.read_modalities) and the brain mask on T1Gd's grid. The seg: labels of
     its convention, and for a space=brats row on T1Gd's grid.
     """
-    from .io import check_distinct_files, check_same_grid, read_image, read_labels, read_modalities
+    from .io import (MODALITIES, anchor_modality, check_distinct_files, check_same_grid, read_image, read_labels,
+                     read_modalities)
+    from .model_card import missing_modalities_error, modality_rules, read_card
 
     files = {m: p for m, p in row.images.items() if not _is_series_folder(p)}
     brats = row.space == "brats" and not needs_convert(row)
     with _reported_at("predict" if brats else "preprocess"):
         check_distinct_files(files)
         if brats:
-            ref = read_modalities(row.images, row.case_id, row.brainmask)[2]
+            optional: list[str] = []
+            if any(row.images.get(m) is None for m in MODALITIES):  # only then do the models' cards matter
+                cards = [read_card(m) for m in opts.models]
+                refusal = missing_modalities_error(cards, row.images, row.case_id)
+                if refusal:
+                    raise InputError(None, refusal)
+                optional = [m for m in MODALITIES if m not in modality_rules(cards)[0]]
+            ref = read_modalities(row.images, row.case_id, row.brainmask, optional)[2]
         for path in ([] if brats else files.values()):  # raw exams: each on its own grid until preprocess
             if not read_image(path)[0].any():
                 raise InputError(path, "image is all zero")
@@ -324,7 +333,7 @@ def check_inputs(row: SampleRow) -> None:
         with _reported_at("evaluate"):
             labels, affine = read_labels(row.seg, row.label_convention)
             if brats:  # a native row's seg lies on the native T1Gd grid or the BraTS grid: evaluate picks
-                check_same_grid(row.images["t1ce"], ref, row.seg, (labels, affine))
+                check_same_grid(row.images[anchor_modality(row.images)], ref, row.seg, (labels, affine))
 
 
 @contextlib.contextmanager
@@ -346,7 +355,7 @@ def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
         if row.problems:
             raise StepFailed("inputs", "; ".join(row.problems))
         if not paths.metrics.exists():  # something to do: every input is checked before the first step
-            check_inputs(row)
+            check_inputs(row, opts)
         paths.root.mkdir(parents=True, exist_ok=True)
         images = dict(row.images)
         if needs_convert(row):

@@ -20,9 +20,10 @@ import torch
 from tqdm import tqdm
 
 from .configs import load_config
-from .data import Volume, augment, cases_from_folder, cases_from_samplesheet, load_volume, pad_to_multiple
+from .data import (Volume, augment, cases_from_folder, cases_from_samplesheet, drop_modalities, load_volume,
+                   pad_to_multiple)
 from .errors import InputError
-from .io import Case, atomic_path
+from .io import MODALITIES, Case, anchor_modality, atomic_path
 from .losses import cascade_loss
 from .metrics import dice
 from .model_card import is_phantom
@@ -125,6 +126,15 @@ def _cases(data: Path | None, samplesheet: Path | None, label_convention: str | 
     return cases_from_samplesheet(samplesheet, label_convention)
 
 
+def modality_card(volumes: list, dropout: float) -> dict[str, Any]:
+    """The card's modality fields: used = present in some training case; required = present in
+    every one, when nothing taught the model to do without them (no dropout)."""
+    used = [m for i, m in enumerate(MODALITIES) if any(i in v.present for v in volumes)]
+    everywhere = [m for i, m in enumerate(MODALITIES) if all(i in v.present for v in volumes)]
+    return {"modalities_used": used, "modalities_required": [] if dropout > 0 else everywhere,
+            "modality_dropout": float(dropout)}
+
+
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
@@ -142,10 +152,13 @@ def _read_log(path: Path, upto: int) -> list[dict[str, Any]]:
 def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | None = None,
           fold: int | None = None, folds: int = 5, seed: int = 0, resume: bool = False,
           device: str = "auto", precision: str = "auto", checkpointing: bool | None = None,
-          steps_per_epoch: int | None = None, source: str = "", progress: bool = True) -> Path:
+          steps_per_epoch: int | None = None, source: str = "", progress: bool = True,
+          modality_dropout: float = 0.0) -> Path:
     """Train the cascade on ``cases`` into the model folder ``out``; returns ``out``.
 
-    Every case is read and checked before the first step, so bad input fails fast. ``precision``
+    Every case is read and checked before the first step, so bad input fails fast. With
+    ``modality_dropout`` P each sample drops each present modality with probability P (never all).
+    ``precision``
     ``bf16`` runs forward and backward under bf16 autocast with float32 master weights, optimiser
     and loss; a resumed run keeps the checkpoint's precision (bit-exact resume holds per precision).
     """
@@ -202,13 +215,17 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
     steps = int(steps_per_epoch or max(1, int(np.ceil(len(train_vols) / cfg["batch_size"]))))
     bs = int(cfg["batch_size"])
     keep = int(cfg["snapshots"])
+    if not 0.0 <= modality_dropout < 1.0:
+        raise InputError(None, f"--modality-dropout {modality_dropout} must lie in [0, 1)")
     card = {"label_convention": sorted({by_id[c].label_convention for c in split["train"]})[0],
+            **modality_card(train_vols, modality_dropout),
             "orientation": BRATS_ORIENTATION,  # load_volume's default: the arrays trained on
             "split": split,
             "source": source, "n_train": len(train_vols), "n_val": len(val_vols),
             "n_cases": len(train_vols) + len(val_vols),
             # true only when every case carries the phantom marker: the model has never seen a real brain
-            "synthetic": all(is_phantom(by_id[c].images["t1ce"]) for c in split["train"] + split["val"]),
+            "synthetic": all(is_phantom(by_id[c].images[anchor_modality(by_id[c].images)])
+                             for c in split["train"] + split["val"]),
             "label_conventions": {c: by_id[c].label_convention for c in split["train"] + split["val"]},
             "epochs": epochs, "seed": seed, "steps_per_epoch": steps, "device": str(dev),
             **chosen.record(), "torch": torch.__version__}
@@ -223,6 +240,7 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
         for _ in bar:
             picks = np_rng.integers(0, len(train_vols), size=bs)
             batch = [augment(train_vols[i], cfg["crop"], np_rng, float(cfg["fg_crop_prob"])) for i in picks]
+            batch = [(drop_modalities(b[0], np_rng, modality_dropout), b[1]) for b in batch]
             x = torch.from_numpy(np.stack([b[0] for b in batch])).to(dev)
             y = torch.from_numpy(np.stack([b[1] for b in batch])).to(dev)
             if channels_last:
@@ -305,11 +323,11 @@ def verified_checkpoint(out: Path) -> Path:
 def train_command(data: Path | None, samplesheet: Path | None, out: Path, config: str, epochs: int | None,
                   fold: int | None, folds: int, seed: int, resume: bool, device: str,
                   label_convention: str | None, precision: str, checkpointing: bool | None,
-                  steps_per_epoch: int | None) -> int:
+                  steps_per_epoch: int | None, modality_dropout: float = 0.0) -> int:
     """CLI body of ``gliocascade train``."""
     cfg = load_config(config)
     cases = _cases(data, samplesheet, label_convention)
     train(cases, out, cfg, epochs=epochs, fold=fold, folds=folds, seed=seed, resume=resume, device=device,
           precision=precision, checkpointing=checkpointing, steps_per_epoch=steps_per_epoch,
-          source=str(data or samplesheet))
+          source=str(data or samplesheet), modality_dropout=modality_dropout)
     return 0

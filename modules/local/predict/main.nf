@@ -4,7 +4,7 @@ process PREDICT {
     container "${params.container}"
 
     input:
-    // the four images named one by one, and the brain mask of the row ([] when it has none)
+    // the images named one by one ([] for a modality a space=brats row leaves empty), and the brain mask of the row ([] when it has none)
     tuple val(meta), path(t1, stageAs: 'input/t1/*'), path(t1ce, stageAs: 'input/t1ce/*'), path(t2, stageAs: 'input/t2/*'), path(flair, stageAs: 'input/flair/*'), path(brainmask, stageAs: 'input/brainmask/*'), path(models, stageAs: 'model_?')
 
     output:
@@ -19,8 +19,10 @@ process PREDICT {
     def args = task.ext.args ?: ''
     def model_args = (models instanceof List ? models : [models]).collect { m -> "--model ${m}" }.join(' ')
     def mask_arg = brainmask ? "--brainmask ${brainmask}" : ''
+    // a space=brats row may leave modalities empty ([]): predict accepts it when no model requires them
+    def image_args = [t1: t1, t1ce: t1ce, t2: t2, flair: flair].findAll { _name, f -> f }.collect { name, f -> "--${name} ${f}" }.join(' ')
     """
-    gliocascade predict --t1 ${t1} --t1ce ${t1ce} --t2 ${t2} --flair ${flair} ${mask_arg} ${model_args} --out . --case-id ${meta.id} ${args}
+    gliocascade predict ${image_args} ${mask_arg} ${model_args} --out . --case-id ${meta.id} ${args}
     """
 
     stub:

@@ -36,7 +36,7 @@ workflow INPUT_CHECK {
     preprocessed = PREPROCESS.out.images
         .join(PREPROCESS.out.brainmask)
         .map { meta, t1, t1ce, t2, flair, mask -> [meta, t1, t1ce, t2, flair, mask] }
-    brats_cases = rows.brats.map { row -> [row[0], row[1], row[2], row[3], row[4], row[7] ?: []] }
+    brats_cases = rows.brats.map { row -> [row[0], row[1] ?: [], row[2] ?: [], row[3] ?: [], row[4] ?: [], row[7] ?: []] }
 
     emit:
     cases      = preprocessed.mix(brats_cases)   // [meta, t1, t1ce, t2, flair, brain mask or []]
