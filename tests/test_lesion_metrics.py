@@ -143,3 +143,18 @@ def test_report_titles_lesion_columns():
     assert column_title("lesionwise_hd95_mean_wt") == "lesion-wise HD95 WT (mm)"
     assert column_title("all_instance_fn_netc") == "lesions FN NETC"
     assert column_title("dice_WT") == "Dice WT"
+
+
+def test_2024_resection_cavity_is_a_region_equal_to_official(tmp_path):
+    pytest.importorskip("brats_evaluation")
+    pred, ref = (convert_labels(a, "2019", "2023") for a in _phantom_pair())
+    _box(ref, (30, 4, 4), (38, 12, 12), 4)           # a resection cavity (RC = 4 in 2024)
+    _box(pred, (31, 4, 4), (38, 12, 11), 4)
+    paths = []
+    for name, arr in (("pred", pred), ("ref", ref)):
+        paths.append(tmp_path / f"{name}.nii.gz")
+        nib.save(nib.Nifti1Image(arr, np.eye(4)), paths[-1])
+    mine = lesion_wise_metrics(pred, ref, (1.0, 1.0, 1.0), "gli", "2024")
+    assert "lesionwise_dsc_mean_rc" in mine and mine["all_instance_tp_rc"] == 1
+    assert "lesionwise_dsc_mean_rc" not in lesion_wise_metrics(pred, ref, (1.0, 1.0, 1.0), "gli", "2023")
+    _assert_equal(mine, _official(*paths, "gli", tmp_path))
