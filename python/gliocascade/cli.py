@@ -325,6 +325,9 @@ def report(**kw: Any) -> None:
 @click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
               show_default=True, help="preprocess: skull-stripping method of exams with skull (plug-ins need "
                                       "their weights present).")
+@click.option("--no-dicom-seg", is_flag=True, help="DICOM rows: do not write <id>_seg.dcm (DICOM-SEG).")
+@click.option("--deidentify-seg", is_flag=True,
+              help="DICOM-SEG: PS3.15 basic profile (UIDs retained) instead of the source's patient/study.")
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
 
