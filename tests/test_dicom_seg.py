@@ -134,7 +134,7 @@ def test_run_writes_seg_equal_to_native_labels(dicom_run):
     for key in ("PatientName", "PatientID", "PatientBirthDate", "StudyInstanceUID", "StudyDate"):
         assert seg.get(key) == src.get(key), key
     types = {s.SegmentLabel: s.SegmentedPropertyTypeCodeSequence[0].CodeValue for s in seg.SegmentSequence}
-    assert types == {"NCR": "6574001", "ED": "79654002", "ET": "108369006"}
+    assert types == {"NCR": "6574001", "ED": "79654002", "ET": "C113842"}
     assert {s.SegmentedPropertyCategoryCodeSequence[0].CodeValue for s in seg.SegmentSequence} == {"49755003"}
     algo = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
     assert algo.AlgorithmName == "gliocascade"

@@ -24,7 +24,7 @@ CATEGORY = ("49755003", "SCT", "Morphologically abnormal structure")
 TYPES = {
     "NCR": ("6574001", "SCT", "Necrosis"),
     "ED": ("79654002", "SCT", "Edema"),
-    "ET": ("108369006", "SCT", "Neoplasm"),
+    "ET": ("C113842", "NCIt", "Enhancing Lesion"),
 }
 LABEL_TEXT = {"NCR": "necrotic / non-enhancing tumour core", "ED": "peritumoural oedema",
               "ET": "enhancing tumour"}
