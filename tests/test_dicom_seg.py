@@ -156,3 +156,17 @@ def test_deidentified_seg_drops_the_planted_name_and_keeps_references(dicom_run,
     assert refs == {d.SOPInstanceUID for d in datasets}
     assert seg.StudyInstanceUID == datasets[0].StudyInstanceUID and seg.PatientIdentityRemoved == "YES"
     assert not _dciodvfy_errors(out)
+
+
+def test_dicom_seg_command_writes_and_refuses(tmp_path, cli):
+    write_series(tmp_path / "s", 3, PROTOCOLS["t1ce"], shape=(10, 8, 5))
+    ref, _ = _nifti_of_series(tmp_path / "s", tmp_path / "ref.nii.gz")
+    labels = np.zeros(ref.shape[:3], np.int16)  # an empty result still gives a valid SEG
+    nib.save(nib.Nifti1Image(labels, ref.affine), str(tmp_path / "seg.nii.gz"))
+    res = cli("dicom-seg", "--seg", tmp_path / "seg.nii.gz", "--source", tmp_path / "s", "--out", tmp_path / "o.dcm")
+    assert res.exit_code == 0, res.output
+    assert not _read_back(tmp_path / "o.dcm", dicom_seg.read_series(tmp_path / "s")).any()
+    assert not _dciodvfy_errors(tmp_path / "o.dcm")
+    bad = cli("dicom-seg", "--seg", tmp_path / "seg.nii.gz", "--source", tmp_path / "empty", "--out",
+              tmp_path / "p.dcm")
+    assert bad.exit_code == 2 and "empty" in bad.output and not (tmp_path / "p.dcm").exists()
