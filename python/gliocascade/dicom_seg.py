@@ -31,8 +31,7 @@ LABEL_TEXT = {"NCR": "necrotic / non-enhancing tumour core", "ED": "peritumoural
 # PS3.15 Basic Application Confidentiality Profile attributes of the patient and study modules
 # that a SEG inherits (UIDs retained: Retain UIDs option).
 _BLANK = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-          "ReferringPhysicianName", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "ContentDate",
-          "ContentTime")
+          "ReferringPhysicianName", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime")
 _REMOVE = ("OtherPatientIDs", "OtherPatientNames", "PatientAge", "PatientWeight", "PatientSize",
            "PatientAddress", "PatientComments", "StudyDescription", "InstitutionName",
            "InstitutionAddress", "OperatorsName", "PerformingPhysicianName", "PatientMotherBirthName",
@@ -146,6 +145,7 @@ def deidentify_seg(seg: Any, datasets: list[Any]) -> None:
     for key in _REMOVE:
         if key in seg:
             delattr(seg, key)
+    seg.ContentDate, seg.ContentTime = "19000101", "000000"  # type 1: the profile's dummy value, not blank
     seg.PatientIdentityRemoved = "YES"
     seg.DeidentificationMethod = "PS3.15 Basic Application Confidentiality Profile; Retain UIDs"
     ids = identifiers_of(datasets)
