@@ -55,14 +55,10 @@ def _roundtrip(folder: Path, tmp: Path, seed: int) -> tuple[np.ndarray, np.ndarr
     labels = np.random.default_rng(seed).choice([0, 1, 2, 4], size=ref.shape[:3]).astype(np.int16)
     nib.save(nib.Nifti1Image(labels, ref.affine), str(tmp / "seg.nii.gz"))
     out = dicom_seg.write_dicom_seg(tmp / "seg.nii.gz", folder, tmp / "seg.dcm", C2019, "m", "0")
-    _, expect = _nifti_of_series_labels(tmp / "seg.nii.gz")
-    return _read_back(out, dicom_seg.read_series(folder)), expect, out
-
-
-def _nifti_of_series_labels(path: Path):
     import SimpleITK as sitk
 
-    return None, sitk.GetArrayFromImage(sitk.ReadImage(str(path)))  # (slice, row, col) = DICOM order
+    expect = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp / "seg.nii.gz")))  # (slice, row, col): DICOM order
+    return _read_back(out, dicom_seg.read_series(folder)), expect, out
 
 
 def test_synthetic_axial_series_roundtrips_voxel_for_voxel(tmp_path):
