@@ -23,7 +23,8 @@ CONTRACT = {
     "tune-threshold": ["--pred", "--gt", "--model"],
     "evaluate": ["--pred", "--gt", "--case-id", "--out", "--pred-labels", "--gt-labels"],
     "report": ["--run-dir", "--metrics", "--out"],
-    "run": ["--samplesheet", "--model", "--out", "--workers"],
+    "run": ["--samplesheet", "--model", "--out", "--workers", "--no-dicom-seg", "--deidentify-seg"],
+    "dicom-seg": ["--seg", "--source", "--out", "--model", "--label-convention", "--deidentify"],
     "demo": ["--out"],
     "fetch-atlas": ["--dest"],
 }

@@ -342,6 +342,9 @@ def report(**kw: Any) -> None:
 @click.option("--skull-strip", "skull_strip", type=click.Choice(["atlas", "hd-bet", "synthstrip"]), default="atlas",
               show_default=True, help="preprocess: skull-stripping method of exams with skull (plug-ins need "
                                       "their weights present).")
+@click.option("--no-dicom-seg", is_flag=True, help="DICOM rows: do not write <id>_seg.dcm (DICOM-SEG).")
+@click.option("--deidentify-seg", is_flag=True,
+              help="DICOM-SEG: PS3.15 basic profile (UIDs retained) instead of the source's patient/study.")
 def run(**kw: Any) -> None:
     """The whole chain on one machine: convert, preprocess, predict, postprocess, evaluate, report.
 
@@ -358,6 +361,21 @@ def run(**kw: Any) -> None:
     samplesheet schema errors. Finished steps are skipped on a rerun (resume).
     """
     _call("pipeline", "run_command", **kw)
+
+
+@main.command("dicom-seg", epilog=_example("gliocascade dicom-seg --seg out/C1/C1_seg_native.nii.gz "
+                                           "--source study/003 --out out/C1/C1_seg.dcm --model models/fold0"))
+@click.option("--seg", required=True, type=ANY_PATH, help="Label map on the native T1Gd grid (<id>_seg_native.nii.gz).")
+@click.option("--source", required=True, type=ANY_PATH, help="Folder of the source T1Gd DICOM series.")
+@click.option("--out", required=True, type=ANY_PATH, help="DICOM-SEG file to write.")
+@click.option("--model", type=ANY_PATH, help="Model folder (its name goes into the algorithm identification).")
+@click.option("--label-convention", type=WRITTEN_CONVENTION, default="2019", show_default=True,
+              help="Convention of --seg (the labels gliocascade writes).")
+@click.option("--deidentify", is_flag=True,
+              help="PS3.15 basic profile (UIDs retained) instead of the source's patient/study modules.")
+def dicom_seg(**kw: Any) -> None:
+    """Write a DICOM Segmentation of a native label map referencing its source series."""
+    _call("dicom_seg", "dicom_seg_command", **kw)
 
 
 @main.command(epilog=_example("gliocascade demo --out demo_out"))

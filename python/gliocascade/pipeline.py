@@ -302,7 +302,7 @@ def run_command(samplesheet: Path | None, models: tuple[Path, ...], out: Path, w
                 save_probabilities: bool = False, registration_backend: str = "simpleitk", affine: bool = False,
                 n4: bool = False, atlas_via: str = "t1ce", allow_qc_failure: bool = False,
                 input_skull_stripped: str = "auto", skull_strip: str = "atlas", bids: Path | None = None,
-                layout: str = "default") -> int:
+                layout: str = "default", no_dicom_seg: bool = False, deidentify_seg: bool = False) -> int:
     """CLI body of `gliocascade run`: 0 all cases succeeded, 1 some failed (2 comes from InputError).
 
     ``bids``: a BIDS dataset instead of the samplesheet (exactly one of the two is given).
@@ -325,7 +325,8 @@ def run_command(samplesheet: Path | None, models: tuple[Path, ...], out: Path, w
                            precision=precision,
                            save_probabilities=save_probabilities, registration_backend=registration_backend,
                            affine=affine, n4=n4, atlas_via=atlas_via, allow_qc_failure=allow_qc_failure,
-                           input_skull_stripped=input_skull_stripped, skull_strip=skull_strip)
+                           input_skull_stripped=input_skull_stripped, skull_strip=skull_strip,
+                           dicom_seg=not no_dicom_seg, deidentify_seg=deidentify_seg)
     failed = [r for r in results if not r.ok]
     for r in failed:
         log.error("failed case %s (%s): %s", r.case_id, r.failed_step, r.message)

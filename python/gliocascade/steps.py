@@ -49,6 +49,8 @@ class RunOptions:
     allow_qc_failure: bool = False
     input_skull_stripped: str = "auto"
     skull_strip: str = "atlas"
+    dicom_seg: bool = True
+    deidentify_seg: bool = False
 
 
 @dataclass
@@ -102,6 +104,10 @@ class CasePaths:
     @property
     def seg_native(self) -> Path:
         return self.root / f"{self.case_id}_seg_native.nii.gz"
+
+    @property
+    def seg_dicom(self) -> Path:
+        return self.root / f"{self.case_id}_seg.dcm"
 
     @property
     def metrics(self) -> Path:
@@ -233,6 +239,23 @@ def step_postprocess(paths: CasePaths, opts: RunOptions, native: bool) -> None:
                            native_transforms=paths.transforms if native else None,
                            label_convention=opts.label_convention)
     _publish_files(stage, paths.root, paths.seg.name)
+
+
+def step_dicom_seg(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
+    """-> OUT/<id>/<id>_seg.dcm: the native labels as DICOM-SEG on the source T1Gd series."""
+    from . import __version__, dicom_seg
+    from .labels import CONVENTIONS
+    from .model_card import read_card
+
+    source = row.images.get("t1ce")
+    if source is not None and _is_series_folder(source):
+        datasets = dicom_seg.read_series(source)
+    else:
+        datasets = dicom_seg.t1ce_source(paths.converted, row.dicom_dir)
+    card = read_card(opts.models[0])
+    model_id = str(card.get("model_id") or opts.models[0].name)
+    dicom_seg.write_dicom_seg(paths.seg_native, datasets, paths.seg_dicom, CONVENTIONS[opts.label_convention],
+                              model_id, __version__, deidentify=opts.deidentify_seg)
 
 
 def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
@@ -381,6 +404,9 @@ def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
         step = "postprocess"
         done = paths.seg.exists() and (paths.seg_native.exists() or not has_transforms)
         _step(result, step, done, lambda: step_postprocess(paths, opts, has_transforms))
+        if opts.dicom_seg and has_transforms and needs_convert(row):
+            step = "dicom_seg"
+            _step(result, step, paths.seg_dicom.exists(), lambda: step_dicom_seg(row, paths, opts))
         step = "evaluate"
         _step(result, step, paths.metrics.exists(), lambda: step_evaluate(row, paths, opts))
         result.ok = True
