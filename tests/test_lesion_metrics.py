@@ -135,6 +135,10 @@ def test_evaluate_cli_lesion_wise_columns(cli, tmp_path):
     assert cli("evaluate", "--pred", str(tmp_path / "p.nii.gz"), "--gt", str(tmp_path / "g.nii.gz"),
                "--case-id", "P1", "--out", str(plain)).exit_code == 0
     assert not any(c.startswith("lesionwise_") for c in pd.read_csv(plain).columns)
+    alone = cli("evaluate", "--pred", str(tmp_path / "p.nii.gz"), "--case-id", "P1", "--out",
+                str(tmp_path / "alone.csv"), "--lesion-wise")
+    assert alone.exit_code == 2 and "--lesion-wise needs a reference" in alone.stderr
+    assert not (tmp_path / "alone.csv").exists()
 
 
 def test_report_titles_lesion_columns():

@@ -330,6 +330,8 @@ def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_
     import click
 
     started = time.time()
+    if lesion_wise and gt is None:  # lesions are matched against a reference: none, nothing to count
+        raise InputError(Path(pred), "--lesion-wise needs a reference (--gt)")
     gt = None if gt is None else Path(gt)
     chosen = prediction_for_reference(Path(pred), None if pred_native is None else Path(pred_native), gt)
     brain = brain_on_grid(brain_images, gt) if gt is not None and brain_images else None
