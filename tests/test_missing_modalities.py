@@ -154,6 +154,11 @@ def test_run_segments_brats_rows_with_empty_cells_and_reports_the_modalities(two
     assert res.exit_code == 0, res.output
     page = (tmp_path / "out" / "report" / "cases" / "phantom042.html").read_text()
     assert "present: t1ce, flair; absent: t1, t2" in page
+    # the row has a reference, so run's evaluate step adds the lesion-wise columns
+    import pandas as pd
+
+    metrics = pd.read_csv(tmp_path / "out" / "phantom042" / "phantom042_metrics.csv")
+    assert {"lesionwise_dsc_mean_wt", "all_instance_tp_wt", "dice_WT"} <= set(metrics.columns)
 
 
 def test_missing_modality_error_names_the_model():
