@@ -166,3 +166,14 @@ def test_missing_modality_error_names_the_model():
     assert missing_modalities_error(cards, {"t1ce": "a", "flair": "b"}, "c1") is None
     message = missing_modalities_error(cards, {"t1ce": "a"}, "c1")
     assert message.startswith("case c1: modality flair missing, and model m0 requires it")
+
+
+def test_run_lists_a_row_missing_a_required_modality_as_failed(two_models, cases, cli, tmp_path):
+    flair_t1ce, _ = two_models
+    sheet = _sheet(tmp_path / "sheet.csv", cases, ["phantom042"], ("t1", "flair"))
+    res = cli("run", "--samplesheet", str(sheet), "--model", str(flair_t1ce), "--out", str(tmp_path / "out"),
+              "--tta", "1", "--workers", "1")
+    assert res.exit_code == 1, res.output
+    failures = (tmp_path / "out" / "report" / "failures.csv").read_text()
+    assert "phantom042" in failures and "phantom042_flair.nii.gz" in failures and "requires it" in failures
+    assert not (tmp_path / "out" / "phantom042" / "phantom042_pred.nii.gz").exists()

@@ -61,6 +61,20 @@ def missing_modalities_error(cards: list[dict[str, Any]], images: dict[str, Any]
             "--modality-dropout to segment without it)")
 
 
+def optional_modalities(cards: list[dict[str, Any]], images: dict[str, Any], case_id: str) -> list[str]:
+    """The modalities this case may lack for these models; a missing required one is an InputError
+    naming the file a case folder would hold (one rule for `run`'s input check and for predict)."""
+    from .errors import InputError
+
+    refusal = missing_modalities_error(cards, images, case_id)
+    required = modality_rules(cards)[0]
+    if refusal:
+        missing = next(m for m in required if images.get(m) is None)
+        present = [Path(p) for p in images.values() if p is not None]
+        raise InputError(present[0].parent / f"{case_id}_{missing}.nii.gz" if present else None, refusal)
+    return [m for m in MODALITIES if m not in required]
+
+
 def _yes_no(value: Any) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
 

@@ -151,7 +151,7 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     in `run`'s workers, whose terminal belongs to the cohort bar."""
     from .cpu_speed import prepare
     from .model_io import ensemble_orientation, resolve_device
-    from .model_card import case_warnings, missing_modalities_error, modality_rules, read_card
+    from .model_card import case_warnings, modality_rules, optional_modalities, read_card
     from .orientation import axis_codes, codes_text
     from .precision import resolve_precision
 
@@ -161,13 +161,8 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     tta_passes(1, tta)  # validates tta
     t0 = time.time()
     cards = [read_card(m.folder) for m in models]
-    refusal = missing_modalities_error(cards, images, case_id)
-    if refusal:  # named by the file a case folder would hold
-        missing = next(m for m in modality_rules(cards)[0] if images.get(m) is None)
-        present = [Path(p) for p in images.values() if p is not None]
-        raise InputError(present[0].parent / f"{case_id}_{missing}.nii.gz" if present else None, refusal)
-    required, used = modality_rules(cards)
-    case = read_case(images, case_id, brainmask, optional=[m for m in MODALITIES if m not in required], used=used)
+    used = modality_rules(cards)[1]
+    case = read_case(images, case_id, brainmask, optional=optional_modalities(cards, images, case_id), used=used)
     t_read = time.time() - t0
     orientation = {"stored_orientation": codes_text(axis_codes(case.reference.affine)),
                    "model_orientation": ensemble_orientation(models)}

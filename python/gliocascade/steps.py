@@ -245,15 +245,13 @@ def step_dicom_seg(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
     """-> OUT/<id>/<id>_seg.dcm: the native labels as DICOM-SEG on the source T1Gd series."""
     from . import __version__, dicom_seg
     from .labels import CONVENTIONS
-    from .model_card import read_card
 
     source = row.images.get("t1ce")
     if source is not None and _is_series_folder(source):
         datasets = dicom_seg.read_series(source)
     else:
         datasets = dicom_seg.t1ce_source(paths.converted, row.dicom_dir)
-    card = read_card(opts.models[0])
-    model_id = str(card.get("model_id") or opts.models[0].name)
+    model_id = Path(opts.models[0]).name  # the model card has no id: the folder names the model
     dicom_seg.write_dicom_seg(paths.seg_native, datasets, paths.seg_dicom, CONVENTIONS[opts.label_convention],
                               model_id, __version__, deidentify=opts.deidentify_seg)
 
@@ -334,7 +332,7 @@ def check_inputs(row: SampleRow, opts: RunOptions) -> None:
     """
     from .io import (MODALITIES, anchor_modality, check_distinct_files, check_same_grid, read_image, read_labels,
                      read_modalities)
-    from .model_card import missing_modalities_error, modality_rules, read_card
+    from .model_card import optional_modalities, read_card
 
     files = {m: p for m, p in row.images.items() if not _is_series_folder(p)}
     brats = row.space == "brats" and not needs_convert(row)
@@ -343,11 +341,7 @@ def check_inputs(row: SampleRow, opts: RunOptions) -> None:
         if brats:
             optional: list[str] = []
             if any(row.images.get(m) is None for m in MODALITIES):  # only then do the models' cards matter
-                cards = [read_card(m) for m in opts.models]
-                refusal = missing_modalities_error(cards, row.images, row.case_id)
-                if refusal:
-                    raise InputError(None, refusal)
-                optional = [m for m in MODALITIES if m not in modality_rules(cards)[0]]
+                optional = optional_modalities([read_card(m) for m in opts.models], row.images, row.case_id)
             ref = read_modalities(row.images, row.case_id, row.brainmask, optional)[2]
         for path in ([] if brats else files.values()):  # raw exams: each on its own grid until preprocess
             if not read_image(path)[0].any():
