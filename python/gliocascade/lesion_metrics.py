@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
-from .labels import CONVENTIONS
+from .labels import CONVENTIONS, convert_labels
 from .metrics import bounding_box
 
 log = logging.getLogger(__name__)
 
-# The label values of the official BraTS task maps, by the convention keys of labels.CONVENTIONS.
-# A 2015 map's non-enhancing tumour (NET) joins the necrotic core, as in the later conventions.
-OFFICIAL_VALUES = {"NCR": 1, "NET": 1, "ED": 2, "ET": 3, "RC": 4}
+# The official BraTS task maps are labelled as the 2024 row of the label table (1 NCR/NETC, 2 ED/SNFH,
+# 3 ET, 4 RC); the evaluator's groups take their values from it.
+OFFICIAL_CONVENTION = "2024"
+OFFICIAL_VALUES = dict(CONVENTIONS[OFFICIAL_CONVENTION])
 # The official parsers' penalty HD95 for a lesion with no counterpart (mm, a rounded diagonal).
 PENALTY_HD95 = 373.0
 # Matching: any overlap (Dice above this) makes a pair.
@@ -76,15 +76,9 @@ def lesion_columns(task: str, *conventions: str) -> list[str]:
 
 
 def to_official(labels: np.ndarray, convention: str) -> np.ndarray:
-    """A validated map of ``convention`` relabelled with the official task values."""
-    if str(convention) not in CONVENTIONS:
-        raise InputError(None, f"unknown label convention {convention!r} (use {', '.join(CONVENTIONS)})")
-    c = CONVENTIONS[str(convention)]
-    out = np.zeros(labels.shape, dtype=np.uint8)
-    for key, value in OFFICIAL_VALUES.items():
-        if key in c:
-            out[labels == c[key]] = value
-    return out
+    """A validated map of ``convention`` relabelled with the official task values: those of the 2024
+    row of the label table (a 2015 map's non-enhancing tumour joins the necrotic core there)."""
+    return convert_labels(np.asarray(labels), convention, OFFICIAL_CONVENTION)
 
 
 def build_evaluator(task: str, regions: list[str]):
