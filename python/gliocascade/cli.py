@@ -5,12 +5,11 @@ input become a one-line message naming the file and exit code 2; success is exit
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -51,10 +50,11 @@ def _refuse(message: str, case_id: str | None) -> None:
     sys.exit(2)
 
 
-def _call(module: str, function: str, **kwargs: Any) -> None:
-    """Import the step's module lazily (keeps --help fast) and run it; map errors to exit codes."""
+def _call(function: Callable[..., int], **kwargs: Any) -> None:
+    """Run a command body (each click command imports its own inside, so --help and --version load
+    no torch) and map errors to exit codes."""
     try:
-        code = getattr(importlib.import_module(f"gliocascade.{module}"), function)(**kwargs)
+        code = function(**kwargs)
     except InputError as exc:
         _refuse(str(exc), kwargs.get("case_id"))
     except OSError as exc:  # e.g. an output path under a file, or a folder where a file must go
@@ -113,7 +113,9 @@ def main(verbose: bool) -> None:
 @click.option("--prefix", default="phantom", show_default=True, help="Case id prefix.")
 def phantom(**kw: Any) -> None:
     """Write deterministic synthetic BraTS-like cases (4 modalities + labels 0/1/2/4)."""
-    _call("phantom", "phantom_command", **kw)
+    from .commands.prepare import phantom_command
+
+    _call(phantom_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade convert --dicom study/ --out converted --case-id P01"))
@@ -126,7 +128,9 @@ def phantom(**kw: Any) -> None:
 @click.option("--flair", type=ANY_PATH, help="FLAIR series folder (overrides identification).")
 def convert(**kw: Any) -> None:
     """Convert DICOM series to NIfTI (dcm2niix), identify T1/T1Gd/T2/FLAIR, strip identifiers."""
-    _call("dicom", "convert_command", **kw)
+    from .commands.prepare import convert_command
+
+    _call(convert_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade preprocess --t1 t1.nii.gz --t1ce t1ce.nii.gz --t2 t2.nii.gz "
@@ -157,7 +161,9 @@ def convert(**kw: Any) -> None:
               default="auto", show_default=True, help=INPUT_SKULL_HELP)
 def preprocess(**kw: Any) -> None:
     """Co-register to T1Gd, register to the SRI24 BraTS space, skull-strip; write native transforms."""
-    _call("preprocess", "preprocess_command", **kw)
+    from .commands.prepare import preprocess_command
+
+    _call(preprocess_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade train --data brats_train --out models/fold0 --config paper --fold 0"))
@@ -181,7 +187,9 @@ def preprocess(**kw: Any) -> None:
 @click.option("--steps-per-epoch", type=click.IntRange(1), help="Crops per epoch (default: one per case).")
 def train(**kw: Any) -> None:
     """Train the cascade end-to-end (both stages in one graph), keeping the last 8 epochs as snapshots."""
-    _call("train", "train_command", **kw)
+    from .commands.model import train_command
+
+    _call(train_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade predict --case BraTS19_001 --model models/fold0 --out pred --tta 8"))
@@ -205,21 +213,27 @@ def train(**kw: Any) -> None:
 @click.option("--precision", type=PRECISION, default="auto", show_default=True, help=PRECISION_HELP)
 def predict(**kw: Any) -> None:
     """Whole-brain inference with flip TTA and snapshot/model ensembles -> <id>_pred.nii.gz."""
-    _call("predict", "predict_command", **kw)
+    from .commands.infer import predict_command
+
+    _call(predict_command, **kw)
 
 
 @main.command("model-card", epilog=_example("gliocascade model-card models/fold0"))
 @click.argument("model", type=ANY_PATH)
 def model_card(**kw: Any) -> None:
     """Print a model folder's card: training data, synthetic or real, validation Dice, ET threshold."""
-    _call("model_card", "model_card_command", **kw)
+    from .commands.model import model_card_command
+
+    _call(model_card_command, **kw)
 
 
 @main.command("model-summary", epilog=_example("gliocascade model-summary --config paper"))
 @click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
 def model_summary(**kw: Any) -> None:
     """Each layer's output size for a 4x128^3 input and exact parameter counts."""
-    _call("networks", "model_summary_command", **kw)
+    from .commands.model import model_summary_command
+
+    _call(model_summary_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade postprocess --pred pred/P01_pred.nii.gz --out P01_seg.nii.gz "
@@ -236,7 +250,9 @@ def model_summary(**kw: Any) -> None:
               help="Convention of --pred and of the labels written.")
 def postprocess(**kw: Any) -> None:
     """Relabel small enhancing tumour as necrosis; optionally map labels back to native T1Gd space."""
-    _call("postprocess", "postprocess_command", **kw)
+    from .commands.infer import postprocess_command
+
+    _call(postprocess_command, **kw)
 
 
 @main.command("tune-threshold", epilog=_example("gliocascade tune-threshold --pred val_pred --gt val_gt "
@@ -252,7 +268,9 @@ def postprocess(**kw: Any) -> None:
 @click.option("--gt-labels", type=CONVENTION, default="2019", show_default=True, help="Convention of --gt's files.")
 def tune_threshold(**kw: Any) -> None:
     """Pick the ET threshold maximising mean ET Dice on validation cases; write it to model.json."""
-    _call("postprocess", "tune_threshold_command", **kw)
+    from .commands.model import tune_threshold_command
+
+    _call(tune_threshold_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade evaluate --pred P01_seg.nii.gz --gt P01_gt.nii.gz --case-id P01 "
@@ -280,7 +298,9 @@ def evaluate(**kw: Any) -> None:
       prediction empty, reference not -> Dice 0, HD95 = that diagonal, sensitivity 0
     HD95 is the 95th percentile of the pooled border-to-border distances (MedPy, brats-evaluation).
     """
-    _call("metrics", "evaluate_command", **kw)
+    from .commands.evaluate import evaluate_command
+
+    _call(evaluate_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade report --run-dir results --out results/report"))
@@ -301,7 +321,9 @@ def evaluate(**kw: Any) -> None:
 @click.option("--out", required=True, type=ANY_PATH, help="Report folder.")
 def report(**kw: Any) -> None:
     """Cohort CSV, summary statistics and a self-contained HTML report."""
-    _call("report", "report_command", **kw)
+    from .commands.evaluate import report_command
+
+    _call(report_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade run --samplesheet samples.csv --model models/fold0 --out results "
@@ -360,7 +382,9 @@ def run(**kw: Any) -> None:
     Exit 0 when every case succeeded, 1 when some failed (the others finish), 2 for usage or
     samplesheet schema errors. Finished steps are skipped on a rerun (resume).
     """
-    _call("pipeline", "run_command", **kw)
+    from .commands.run import run_command
+
+    _call(run_command, **kw)
 
 
 @main.command("dicom-seg", epilog=_example("gliocascade dicom-seg --seg out/C1/C1_seg_native.nii.gz "
@@ -375,7 +399,9 @@ def run(**kw: Any) -> None:
               help="PS3.15 basic profile (UIDs retained) instead of the source's patient/study modules.")
 def dicom_seg(**kw: Any) -> None:
     """Write a DICOM Segmentation of a native label map referencing its source series."""
-    _call("dicom_seg", "dicom_seg_command", **kw)
+    from .commands.infer import dicom_seg_command
+
+    _call(dicom_seg_command, **kw)
 
 
 @main.command(epilog=_example("gliocascade demo --out demo_out"))
@@ -384,7 +410,9 @@ def dicom_seg(**kw: Any) -> None:
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="Parallel cases of the run.")
 def demo(**kw: Any) -> None:
     """Phantoms -> quick CPU training of the tiny cascade -> run -> report, in minutes."""
-    _call("pipeline", "demo_command", **kw)
+    from .commands.run import demo_command
+
+    _call(demo_command, **kw)
 
 
 @main.command("fetch-atlas", epilog=_example("gliocascade fetch-atlas --release brainles-0.3.5"))
@@ -397,7 +425,9 @@ def demo(**kw: Any) -> None:
                    "--atlas).")
 def fetch_atlas(**kw: Any) -> None:
     """Put the SRI24 BraTS-space atlas where preprocess finds it (sha256 verified)."""
-    _call("atlas", "fetch_atlas_command", **kw)
+    from .commands.prepare import fetch_atlas_command
+
+    _call(fetch_atlas_command, **kw)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -73,7 +73,9 @@ def train_model(data: Path, model: Path, settings: DemoSettings, threads: int = 
     """
     import torch
 
-    from .train import train_command
+    from .configs import load_config
+    from .data import cases_from_folder
+    from .train import train
 
     if trained_epochs(model) >= settings.epochs:
         log.info("demo: model %s is trained, training skipped", model)
@@ -82,13 +84,10 @@ def train_model(data: Path, model: Path, settings: DemoSettings, threads: int = 
     before = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
     try:
-        code = train_command(data=data, samplesheet=None, out=model, config="tiny", epochs=settings.epochs,
-                             fold=None, folds=5, seed=0, resume=resume, device="cpu", label_convention=None,
-                             precision="auto", checkpointing=None, steps_per_epoch=settings.steps_per_epoch)
+        train(cases_from_folder(data), model, load_config("tiny"), epochs=settings.epochs, seed=0, resume=resume,
+              device="cpu", precision="auto", steps_per_epoch=settings.steps_per_epoch, source=str(data))
     finally:
         torch.set_num_threads(before)
-    if code:
-        raise RuntimeError(f"training exited with code {code}")
     return model
 
 

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -406,13 +405,8 @@ def _write_case(tmp: Path, case_id: str, series: list[Series], override_series: 
         _case_image(s, mod, tmp / f"{case_id}_{mod}.nii.gz")
 
 
-def convert_command(dicom: Path | None, out: Path, case_id: str | None = None, t1: Path | None = None,
-                    t1ce: Path | None = None, t2: Path | None = None, flair: Path | None = None) -> int:
-    """CLI body of ``gliocascade convert``: a summary on stderr, results in files."""
-    series = convert(out, dicom, case_id, {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair})
+def log_series(series: list) -> None:
+    """One log line per series: number, description, modality, status and the role it was chosen for."""
     for s in series:
         tag = f" -> {s.chosen_as}" if s.chosen_as else ""
         log.info("series %s %-30s %-6s %s%s", s.number, s.description[:30], s.modality, s.status, tag)
-    converted = sum(s.status == "converted" for s in series)
-    print(f"converted {converted} of {len(series)} series into {out} (see series.csv)", file=sys.stderr)
-    return 0

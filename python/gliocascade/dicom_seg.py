@@ -189,21 +189,3 @@ def write_dicom_seg(seg_nifti: Path, source: Path | list[Any], out: Path, conven
             os.unlink(tmp)
     log.info("wrote DICOM-SEG %s (%d source instances)", out, len(datasets))
     return out
-
-
-def dicom_seg_command(seg: Path, source: Path, out: Path, model: Path | None = None,
-                      label_convention: str = "2019", deidentify: bool = False) -> int:
-    """CLI body of `gliocascade dicom-seg` (the same writer `run` uses)."""
-    from . import __version__
-    from .labels import CONVENTIONS
-    from .model_card import read_card
-
-    model_id = "unknown"
-    if model is not None:
-        model_id = str(read_card(Path(model)).get("model_id") or Path(model).resolve().name)
-    for path in (Path(seg), Path(source)):
-        if not path.exists():
-            raise InputError(path, "not found")
-    write_dicom_seg(Path(seg), Path(source), Path(out), CONVENTIONS[label_convention], model_id, __version__,
-                    deidentify=deidentify)
-    return 0

@@ -317,33 +317,27 @@ def prediction_for_reference(pred: Path, pred_native: Path | None, gt: Path | No
     return Path(pred)
 
 
-def evaluate_command(pred: Path, gt: Path | None, case_id: str, out: Path, pred_labels: str,
-                     gt_labels: str, pred_native: Path | None = None,
-                     brain_images: dict[str, Path] | None = None, lesion_wise: bool = False,
-                     lesion_task: str = "gli") -> int:
-    """CLI body of `gliocascade evaluate`: one row per case, volumes only without ``--gt``.
+def evaluate_to_files(pred: Path, gt: Path | None, case_id: str, out: Path, pred_labels: str = "2019",
+                      gt_labels: str = "2019", pred_native: Path | None = None,
+                      brain_images: dict[str, Path] | None = None, lesion_task: str | None = None) -> dict | None:
+    """Evaluate one case into ``out`` (one metrics row, volumes only without ``gt``) and
+    ``provenance_evaluate.json`` beside it; returns the reference's QC block (None without ``gt``).
 
-    An implausible reference is evaluated all the same, flagged (``qc_reference`` 0, the QC block
-    in provenance_evaluate.json) and warned about on stderr. ``brain_images`` (`run`, space=brats
-    rows) add the checks that need the brain: tumour share of the brain, tumour outside it.
+    An implausible reference is evaluated all the same and flagged (``qc_reference`` 0, the QC block
+    in provenance). ``brain_images`` (`run`, space=brats rows) add the checks that need the brain:
+    tumour share of the brain, tumour outside it. ``lesion_task`` adds the lesion-wise metrics.
     """
-    import click
-
     started = time.time()
-    if lesion_wise and gt is None:  # lesions are matched against a reference: none, nothing to count
-        raise InputError(Path(pred), "--lesion-wise needs a reference (--gt)")
+    if lesion_task is not None and gt is None:  # lesions are matched against a reference: none, nothing to count
+        raise InputError(Path(pred), "lesion-wise metrics need a reference segmentation")
     gt = None if gt is None else Path(gt)
     chosen = prediction_for_reference(Path(pred), None if pred_native is None else Path(pred_native), gt)
     brain = brain_on_grid(brain_images, gt) if gt is not None and brain_images else None
-    row, qc, warnings = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain,
-                                         lesion_task if lesion_wise else None)
+    row, qc, warnings = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain, lesion_task)
     write_metrics_csv([row], Path(out))
     write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": chosen, "gt": gt},
                      {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels,
-                      **({"lesion_task": lesion_task} if lesion_wise else {})}, started,
+                      **({"lesion_task": lesion_task} if lesion_task is not None else {})}, started,
                      extra={"output": str(out), "warnings": warnings, **({"qc": qc} if qc is not None else {})})
-    if qc is not None and qc["decision"] == "fail":
-        click.echo(f"warning: {gt}: implausible reference: {'; '.join(qc['reasons'])} (metrics written, "
-                   f"flagged {QC_COLUMN}=0)", err=True)
     log.info("wrote %s", out)
-    return 0
+    return qc

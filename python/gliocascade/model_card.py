@@ -115,12 +115,3 @@ def threshold_warnings(cards: list[dict[str, Any]]) -> list[str]:
     """A warning per model whose ET threshold was never tuned."""
     return [f"model {c['folder']}: ET threshold not tuned (no et_threshold in model.json): "
             "small enhancing regions are kept as predicted" for c in cards if c.get("et_threshold") is None]
-
-
-def model_card_command(model: Path) -> int:
-    """CLI body of `gliocascade model-card`: print the card of a model folder."""
-    import click
-
-    for line in card_lines(read_card(model)):
-        click.echo(line)
-    return 0

@@ -6,7 +6,6 @@ layer summary reads like the tables. Widths and depths come from the config (``c
 """
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import torch
@@ -173,25 +172,3 @@ def layer_sizes(config: dict[str, Any], size: tuple[int, int, int] = (128, 128, 
     for h in hooks:
         h.remove()
     return [(name, seen[name]) for name, _ in rows if name in seen]
-
-
-def model_summary_command(config: str) -> int:
-    """Print each row's output size for a 4x128^3 input and exact parameter counts."""
-    from .configs import load_config
-
-    cfg = load_config(config)
-    size = (128, 128, 128)
-    print(f"config: {cfg['name']}  input: {cfg['in_channels']}x{size[0]}x{size[1]}x{size[2]} (training mode)")
-    print(f"{'layer':<24} {'output size':>24}")
-    for name, shape in layer_sizes(cfg, size, training=True):
-        print(f"{name:<24} {'x'.join(str(s) for s in shape):>24}")
-    with torch.device("meta"):
-        counts = parameter_counts(build_cascade(cfg))
-    print()
-    print(f"parameters stage 1:                   {counts['stage1']:>12,d}  ({counts['stage1']})")
-    print(f"parameters stage 2 (inference):       {counts['stage2_inference']:>12,d}  ({counts['stage2_inference']})")
-    print(f"parameters stage 2 (with decoder 2):  {counts['stage2_training']:>12,d}  ({counts['stage2_training']})")
-    print(f"parameters total at inference:        {counts['stage1'] + counts['stage2_inference']:>12,d}")
-    print(f"parameters total in training:         {counts['total_training']:>12,d}")
-    sys.stdout.flush()
-    return 0

@@ -174,14 +174,3 @@ def write_phantoms(out: Path, n: int = 4, seed: int = 0, shape: tuple[int, int, 
             log.info("wrote %s", folder)
         folders.append(folder)
     return folders
-
-
-def phantom_command(out: Path, n: int, seed: int, shape: tuple[int, int, int], with_skull: bool,
-                    prefix: str) -> int:
-    """CLI body of `gliocascade phantom`."""
-    from tqdm import tqdm
-
-    for i in tqdm(range(n), desc="phantoms", unit="case", disable=None):
-        s = seed + i
-        write_phantom(make_phantom(s, tuple(shape), with_skull, case_id=f"{prefix}{s:03d}"), Path(out))
-    return 0

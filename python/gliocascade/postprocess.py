@@ -98,24 +98,6 @@ def postprocess_labels(pred: Path, out: Path, et_threshold: int, native_transfor
     return written
 
 
-def postprocess_command(pred: Path, out: Path, et_threshold: int | None, models: tuple[Path, ...],
-                        native_transforms: Path | None, label_convention: str, case_id: str | None = None) -> int:
-    """CLI body of ``gliocascade postprocess``: threshold from the option, else from model.json."""
-    threshold = et_threshold
-    if models:
-        from_models = threshold_from_models(models)
-        if threshold is None:
-            threshold = from_models
-        elif from_models is not None and from_models != threshold:
-            log.warning("--et-threshold %d overrides the models' et_threshold %d", threshold, from_models)
-    if threshold is None:
-        log.warning("no ET threshold given (--et-threshold or a tuned --model): ET is kept as predicted")
-        threshold = 0
-    for path in postprocess_labels(pred, out, threshold, native_transforms, label_convention):
-        log.info("wrote %s", path)
-    return 0
-
-
 # --------------------------------------------------------------------------- threshold tuning
 
 def _find_gt(gt_dir: Path, case_id: str) -> Path | None:
@@ -217,9 +199,11 @@ def _references(gt: Path | None, references: Path | None, case_ids: list[str],
     return out
 
 
-def tune_threshold_command(pred: Path, gt: Path | None, models: tuple[Path, ...], pred_labels: str = "2019",
-                           gt_labels: str = "2019", references: Path | None = None) -> int:
-    """CLI body of ``gliocascade tune-threshold``: pick N on validation cases, write it to each model.json."""
+def tune_threshold(pred: Path, gt: Path | None, models: list[Path], pred_labels: str = "2019",
+                   gt_labels: str = "2019", references: Path | None = None) -> tuple[int, dict]:
+    """Pick the ET threshold N maximising mean ET Dice on validation cases; write it to each model.json.
+
+    Returns N and the record written beside it (cases, mean ET Dice with and without relabelling)."""
     pred = Path(pred)
     for folder in models:  # check the model folders before the (slow) reading of cases
         _read_model_json(Path(folder))
@@ -240,8 +224,8 @@ def tune_threshold_command(pred: Path, gt: Path | None, models: tuple[Path, ...]
             "grid": [THRESHOLD_GRID[0], THRESHOLD_GRID[-1], 10]}
     for folder in models:
         write_threshold(Path(folder), best, info)
-    return 0
+    return best, info
 
 
-__all__ = ["relabel_small_et", "postprocess_labels", "postprocess_command", "best_threshold",
-           "et_summary", "tune_threshold_command", "threshold_from_models", "write_threshold"]
+__all__ = ["relabel_small_et", "postprocess_labels", "best_threshold",
+           "et_summary", "tune_threshold", "threshold_from_models", "write_threshold"]

@@ -21,7 +21,7 @@ import torch
 
 from .errors import InputError
 from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
-from .io import (MODALITIES, atomic_paths, case_folders, check_writable_folder, error_naming, discover_case,
+from .io import (MODALITIES, atomic_paths, case_folders, error_naming, discover_case,
                  anchor_modality, read_modalities)
 from .labels import regions_to_labels
 from .leftovers import discard_temporaries
@@ -232,52 +232,16 @@ def load_models(folders: Sequence[Path], device: str = "auto") -> list:
     return [load_model(Path(f), dev) for f in folders]
 
 
-def _explicit_case(files: dict[str, Path | None], case_id: str | None) -> tuple[dict[str, Path], str]:
-    """The images named one by one (``--t1 ... --flair``), as the Nextflow module passes them; one
-    left out is absent (allowed when no model requires it: predict_case decides)."""
-    if not any(files.get(m) is not None for m in MODALITIES):
-        raise InputError(None, "name the images one by one (--t1 --t1ce --t2 --flair), or give --case DIR")
-    if not case_id:
-        raise InputError(None, "--case-id is needed when the images are named one by one")
-    return {m: Path(files[m]) for m in MODALITIES if files.get(m) is not None}, case_id
+def predict_case_folders(cases: Path, models: list, out: Path, tta: int, device: str = "auto",
+                         save_probabilities: bool = False, label_convention: str = "2019",
+                         precision: str = "auto", progress: PassProgress | None = None) -> tuple[int, list[str]]:
+    """Predict every case folder below ``cases`` into ``out/<id>/``; returns (folders, failed folder names).
 
-
-def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, ...], out: Path, tta: str | int,
-                    case_id: str | None, device: str, save_probabilities: bool, label_convention: str,
-                    t1: Path | None = None, t1ce: Path | None = None, t2: Path | None = None,
-                    flair: Path | None = None, brainmask: Path | None = None, precision: str = "auto") -> int:
-    """CLI body of ``gliocascade predict``.
-
-    ``--case DIR`` (or the four images ``--t1 ... --flair`` with ``--case-id``) writes
-    ``OUT/<id>_pred.nii.gz``; ``--cases DIR`` writes ``OUT/<id>/<id>_pred.nii.gz`` for every case
-    folder (the run's output tree), loading the models once; a case that fails is reported and the
-    others go on (exit 1); a case whose ``<id>_pred.nii.gz`` exists is skipped (outputs are written
-    atomically, so an existing one is complete: a rerun after a kill resumes). The brain mask is
-    ``--brainmask`` when given; in a case folder, ``<id>_brainmask.nii.gz`` counts; four images
-    named one by one have none unless it is given.
-    Progress: each case's TTA passes as a bar on a terminal (``progress.pass_progress``).
+    A case whose ``<id>_pred.nii.gz`` exists is skipped: outputs are written atomically, so an
+    existing one is complete and a rerun after a kill resumes. One case's failure (bad input or a
+    crash such as running out of memory) is logged and the others go on.
     """
-    from .progress import pass_progress
-
-    files = {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}
-    named = any(v is not None for v in files.values())
-    if sum([case is not None, cases is not None, named]) != 1:
-        raise InputError(None, "give exactly one of --case DIR, --cases DIR or the four images --t1 --t1ce --t2 --flair")
-    if cases is not None and (case_id or brainmask):
-        raise InputError(None, "--case-id and --brainmask apply to one case (--case or the four images), not --cases")
-    check_writable_folder(out)  # before reading and predicting, not after
-    if case is not None or named:
-        if named:
-            images, cid, found_mask = *_explicit_case(files, case_id), None
-        else:
-            found = discover_case(case, case_id, require_all=False)
-            images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
-        loaded = load_models(models, device)
-        predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
-                     save_probabilities, label_convention, precision=precision, progress=pass_progress)
-        return 0
     folders = case_folders(cases)
-    loaded = load_models(models, device)
     failed = []
     for folder in folders:
         try:
@@ -285,19 +249,15 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
             dest = Path(out) / c.case_id
             discard_temporaries(dest)  # left by a killed run: never outputs
             done = dest / f"{c.case_id}_pred.nii.gz"
-            if done.exists():  # written atomically, so complete: resume as `run` does
+            if done.exists():
                 log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
                 continue
-            predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
-                         c.extra.get("brainmask"), save_probabilities, label_convention, precision=precision,
-                         progress=pass_progress)
+            predict_case(c.images, c.case_id, models, dest, tta, device, c.extra.get("brainmask"),
+                         save_probabilities, label_convention, precision=precision, progress=progress)
         except InputError as exc:
             log.error("%s", exc)
             failed.append(folder.name)
         except Exception as exc:  # one case's crash (e.g. out of memory) must not stop the cohort
             log.error("%s: %s: %s", folder, type(exc).__name__, exc)
             failed.append(folder.name)
-    if failed:
-        log.error("%d of %d cases failed: %s", len(failed), len(folders), ", ".join(failed))
-        return 1
-    return 0
+    return len(folders), failed

@@ -33,7 +33,7 @@ from . import registration as reg
 from . import skull_presence
 from .atlas import atlas_release, locate_atlas
 from .errors import InputError
-from .io import MODALITIES, brats_affine, check_distinct_files, write_image, write_labels
+from .io import MODALITIES, brats_affine, check_distinct_files, check_writable_folder, write_image, write_labels
 from .provenance import sha256_file, write_provenance
 from .resample import as_affine, bounding_box, compose, field_of_view, resample, to_brats
 from .skullstrip import METHODS, check_plausible, filled_largest_component, plugin_mask, refine_atlas_mask
@@ -177,6 +177,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
     started = time.time()
     clock = StageClock()
     out = Path(out)
+    check_writable_folder(out)  # before registering for minutes, not after
     params = params or reg.RegistrationParams()
     if skull_strip not in METHODS:
         raise InputError(None, f"unknown skull-stripping method {skull_strip!r}")
@@ -371,21 +372,3 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
         return {k: out / p for k, p in rel.items()}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def preprocess_command(t1: Path, t1ce: Path, t2: Path, flair: Path, case_id: str, out: Path,
-                       atlas: Path | None = None, backend: str = "simpleitk", affine: bool = False,
-                       n4: bool = False, skull_strip: str = "atlas", threads: int = 1, atlas_via: str = "t1ce",
-                       allow_qc_failure: bool = False, input_skull_stripped: str = "auto") -> int:
-    """CLI body of `gliocascade preprocess`."""
-    from .io import check_writable_folder
-
-    check_writable_folder(out)  # before registering for minutes
-    written = preprocess_case({"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair}, case_id, Path(out),
-                              atlas_dir=atlas, backend=backend, affine=affine, n4=n4,
-                              skull_strip=skull_strip, threads=threads, atlas_via=atlas_via,
-                              allow_qc_failure=allow_qc_failure, input_skull_stripped=input_skull_stripped)
-    log.info("preprocessed %s -> %s", case_id, Path(out))
-    for role, p in written.items():
-        log.debug("%s: %s", role, p)
-    return 0

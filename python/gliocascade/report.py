@@ -19,8 +19,8 @@ import io as _io
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
-import click
 import numpy as np
 import pandas as pd
 
@@ -374,10 +374,11 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     return paths
 
 
-def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: Path,
-                   failures_files: tuple[Path, ...] = (), case_files: Path | None = None,
-                   models: tuple[Path, ...] = (), atlas: Path | None = None) -> int:
-    """CLI body of `gliocascade report`: exit 0 when there is something to report.
+def report_from_files(run_dir: Path | None, metrics_files: Sequence[Path], out: Path,
+                      failures_files: Sequence[Path] = (), case_files: Path | None = None,
+                      models: Sequence[Path] = (), atlas: Path | None = None) -> list[tuple[Path, str]]:
+    """Build the report in ``out`` from metrics files and/or a run folder; returns the files left out
+    (path, problem). An InputError when there is nothing to report.
 
     ``failures_files`` (case_id, step, message CSVs: a run's failures.csv, or the records of
     refused Nextflow tasks) list the cases that never reached a metrics file. ``case_files`` (a
@@ -404,6 +405,4 @@ def report_command(run_dir: Path | None, metrics_files: tuple[Path, ...], out: P
                           models=[Path(m) for m in models], atlas=atlas)
     with atomic_path(Path(out) / "failures.csv") as tmp:  # as `run` writes report/failures.csv
         tmp.write_text(failures_text(records))
-    for path, problem in result.bad_files:
-        click.echo(f"warning: {path}: {problem} (left out of the report)", err=True)
-    return 0
+    return list(result.bad_files)

@@ -194,8 +194,8 @@ def step_convert(row: SampleRow, paths: CasePaths, opts: RunOptions) -> dict[str
     nifti = {m: p for m, p in row.images.items() if not _is_series_folder(p)}
     stage = _fresh_staging(paths, "convert")
     with logged_as_published(stage, paths.converted):
-        dicom.convert_command(dicom=row.dicom_dir, out=stage, case_id=row.case_id, t1=series.get("t1"),
-                              t1ce=series.get("t1ce"), t2=series.get("t2"), flair=series.get("flair"))
+        dicom.log_series(dicom.convert(stage, row.dicom_dir, row.case_id,
+                                       {m: series.get(m) for m in ("t1", "t1ce", "t2", "flair")}))
     _publish_folder(stage, paths.converted)
     files = _modality_files(paths.converted, row.case_id)
     files.update(nifti)  # modalities given as NIfTI next to series folders stay as they are
@@ -208,12 +208,11 @@ def step_preprocess(images: dict[str, Path], paths: CasePaths, opts: RunOptions)
 
     stage = _fresh_staging(paths, "preprocess")
     with logged_as_published(stage, paths.preprocessed):
-        preprocess.preprocess_command(t1=images["t1"], t1ce=images["t1ce"], t2=images["t2"], flair=images["flair"],
-                                      case_id=paths.case_id, out=stage, atlas=opts.atlas,
-                                      backend=opts.registration_backend, affine=opts.affine, n4=opts.n4,
-                                      skull_strip=opts.skull_strip, threads=opts.threads, atlas_via=opts.atlas_via,
-                                      allow_qc_failure=opts.allow_qc_failure,
-                                      input_skull_stripped=opts.input_skull_stripped)
+        preprocess.preprocess_case({m: images[m] for m in MODALITIES}, paths.case_id, stage, atlas_dir=opts.atlas,
+                                   backend=opts.registration_backend, affine=opts.affine, n4=opts.n4,
+                                   skull_strip=opts.skull_strip, threads=opts.threads, atlas_via=opts.atlas_via,
+                                   allow_qc_failure=opts.allow_qc_failure,
+                                   input_skull_stripped=opts.input_skull_stripped)
     _publish_folder(stage, paths.preprocessed)
 
 
@@ -258,20 +257,20 @@ def step_dicom_seg(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
 
 def step_evaluate(row: SampleRow, paths: CasePaths, opts: RunOptions) -> None:
     """-> OUT/<id>/<id>_metrics.csv (metrics with ground truth, volumes only without)."""
-    from .metrics import evaluate_command
+    from .metrics import evaluate_to_files
 
     stage = _fresh_staging(paths, "evaluate")
     # evaluate picks the labels on the reference's grid (native or BraTS), as in the Nextflow door
     # a BraTS row's images give the brain, so an implausible reference is also judged against it
     brats = row.space == "brats" and not needs_convert(row)
     with logged_as_published(stage, paths.root):
-        code = evaluate_command(pred=paths.seg, gt=row.seg, case_id=row.case_id, out=stage / paths.metrics.name,
-                                pred_labels=opts.label_convention, gt_labels=row.label_convention,
-                                pred_native=paths.seg_native if paths.seg_native.exists() else None,
-                                brain_images=row.images if brats else None,
-                                lesion_wise=row.seg is not None)
-    if code:
-        raise StepFailed("evaluate", f"{paths.metrics}: evaluate exited with code {code}")
+        qc = evaluate_to_files(paths.seg, row.seg, row.case_id, stage / paths.metrics.name,
+                               pred_labels=opts.label_convention, gt_labels=row.label_convention,
+                               pred_native=paths.seg_native if paths.seg_native.exists() else None,
+                               brain_images=row.images if brats else None,
+                               lesion_task="gli" if row.seg is not None else None)
+        if qc is not None and qc["decision"] == "fail":
+            log.warning("%s: implausible reference: %s (metrics written, flagged)", row.seg, "; ".join(qc["reasons"]))
     _publish_files(stage, paths.root, paths.metrics.name)
 
 

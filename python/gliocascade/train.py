@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .configs import load_config
-from .data import (Volume, augment, cases_from_folder, cases_from_samplesheet, drop_modalities, load_volume,
+from .data import (Volume, augment, drop_modalities, load_volume,
                    pad_to_multiple)
 from .errors import InputError
 from .io import MODALITIES, Case, anchor_modality, atomic_path
@@ -117,14 +116,6 @@ def _validation_text(val: list[float]) -> str:
 
 
 # --------------------------------------------------------------------------- training
-
-def _cases(data: Path | None, samplesheet: Path | None, label_convention: str | None) -> list[Case]:
-    if (data is None) == (samplesheet is None):
-        raise InputError(None, "give exactly one of --data or --samplesheet")
-    if data is not None:
-        return cases_from_folder(data, label_convention)
-    return cases_from_samplesheet(samplesheet, label_convention)
-
 
 def modality_card(volumes: list, dropout: float) -> dict[str, Any]:
     """The card's modality fields: used = present in some training case; required = present in
@@ -318,16 +309,3 @@ def verified_checkpoint(out: Path) -> Path:
     doc = read_model_json(out)
     pending = (doc.get("data_card") or {}).get(PENDING_KEY)
     return verified_weights(out, doc, CHECKPOINT, also=(pending,) if isinstance(pending, str) else ())
-
-
-def train_command(data: Path | None, samplesheet: Path | None, out: Path, config: str, epochs: int | None,
-                  fold: int | None, folds: int, seed: int, resume: bool, device: str,
-                  label_convention: str | None, precision: str, checkpointing: bool | None,
-                  steps_per_epoch: int | None, modality_dropout: float = 0.0) -> int:
-    """CLI body of ``gliocascade train``."""
-    cfg = load_config(config)
-    cases = _cases(data, samplesheet, label_convention)
-    train(cases, out, cfg, epochs=epochs, fold=fold, folds=folds, seed=seed, resume=resume, device=device,
-          precision=precision, checkpointing=checkpointing, steps_per_epoch=steps_per_epoch,
-          source=str(data or samplesheet), modality_dropout=modality_dropout)
-    return 0
