@@ -328,9 +328,10 @@ def convert(out: Path, dicom: Path | None = None, case_id: str | None = None,
     started = time.time()
     overrides = {m: Path(p) for m, p in (overrides or {}).items() if p is not None}
     if dicom is None and not overrides:
-        raise InputError(None, "give --dicom STUDY_DIR or series folders with --t1/--t1ce/--t2/--flair")
+        raise InputError(None, "nothing to convert: give a DICOM study folder or the series folders of "
+                               "t1, t1ce, t2 and flair")
     if case_id is not None and not CASE_ID_PATTERN.match(case_id):
-        raise InputError(None, f"--case-id {case_id!r} may contain only letters, digits, '-', '_', '.'")
+        raise InputError(None, f"case id {case_id!r} may contain only letters, digits, '-', '_', '.'")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "output exists and is not a folder")
