@@ -8,7 +8,7 @@
  * The test profile makes phantoms, trains the tiny cascade on them and segments held-out phantoms.
  */
 include { validateParameters    } from 'plugin/nf-schema'
-include { INPUT_CHECK           } from './subworkflows/local/input_check'
+include { PREPARE_INPUTS        } from './subworkflows/local/prepare_inputs'
 include { PHANTOM_INPUT         } from './subworkflows/local/phantom_input'
 include { GLIOCASCADE_SEGMENT   } from './workflows/segment'
 include { GLIOCASCADE_TRAIN     } from './workflows/train'
@@ -24,12 +24,12 @@ workflow {
     }
 
     if (params.input) {
-        INPUT_CHECK(params.input)
-        cases = INPUT_CHECK.out.cases
-        transforms = INPUT_CHECK.out.transforms
-        references = INPUT_CHECK.out.references
-        refused = INPUT_CHECK.out.failures
-        records = INPUT_CHECK.out.records
+        PREPARE_INPUTS(params.input)
+        cases = PREPARE_INPUTS.out.cases
+        transforms = PREPARE_INPUTS.out.transforms
+        references = PREPARE_INPUTS.out.references
+        refused = PREPARE_INPUTS.out.failures
+        records = PREPARE_INPUTS.out.records
         train_cases = cases
         train_references = references
     }
@@ -80,10 +80,10 @@ def modelFolders(spec) {
 
 // Training reads BraTS-space rows with a seg: rows must be space=brats.
 def trainable(cases) {
-    return cases.map { row ->
-        if (row[0].space != 'brats') {
-            error("--mode train: case ${row[0].id} must be in BraTS space (space=brats) with its seg")
+    return cases.map { meta, t1, t1ce, t2, flair, mask ->
+        if (meta.space != 'brats') {
+            error("--mode train: case ${meta.id} must be in BraTS space (space=brats) with its seg")
         }
-        return row
+        return [meta, t1, t1ce, t2, flair, mask]
     }
 }

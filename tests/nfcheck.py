@@ -210,6 +210,19 @@ def interpolate(text: str, values: dict[str, str]) -> str:
     return text.replace("\\$", "$")
 
 
+def prefix_values(module: Module, conf: dict[str, str], meta_id: str) -> dict[str, str]:
+    """`prefix` and the output patterns' `task.ext.prefix ?: <default>`: ext.prefix from
+    conf/modules.config, else the module's default (the case id, or a literal such as 'report')."""
+    default = module.script_defs.get("prefix", 'task.ext.prefix ?: "${meta.id}"')
+    m = re.fullmatch(r"""task\.ext\.prefix \?: (?:"\$\{meta\.id\}"|'([^']*)')""", default)
+    if not m:
+        raise AssertionError(f"{module.path}: prefix must be task.ext.prefix ?: <default>, not {default}")
+    literal = m.group(1)
+    prefix = conf.get("prefix", meta_id if literal is None else literal)
+    key = "task.ext.prefix ?: meta.id" if literal is None else f"task.ext.prefix ?: '{literal}'"
+    return {"prefix": prefix, key: prefix}
+
+
 def sample_values(module: Module, process_name: str | None = None,
                   profile: str | None = None) -> dict[str, str]:
     """Sample values for one module: meta, params (defaults or a profile's), ext.args/prefix, inputs."""
@@ -219,9 +232,8 @@ def sample_values(module: Module, process_name: str | None = None,
     meta = {f"meta.{k}": v for k, v in SAMPLE_META.items()}
     base = {**params, **meta}
     args = interpolate(conf.get("args", ""), base)
-    prefix = conf.get("prefix", SAMPLE_META["id"])
-    values = {**base, **SAMPLE_VARS, "args": args, "prefix": prefix,
-              "task.ext.prefix ?: meta.id": prefix, "task.process": module.name}
+    values = {**base, **SAMPLE_VARS, "args": args, **prefix_values(module, conf, SAMPLE_META["id"]),
+              "task.process": module.name}
     for name in module.inputs:
         values.setdefault(name, f"{name}_sample")
     return values
@@ -358,9 +370,7 @@ def run_task(module_path: Path, workdir: Path, inputs: dict[str, Path | list[Pat
     base = sample_values(module, process_name, profile)
     base.update(values)
     conf = modules_config().get(process_name or module.name, {})
-    prefix = conf.get("prefix", base["meta.id"])
-    base.update({"prefix": prefix, "task.ext.prefix ?: meta.id": prefix,
-                 "args": interpolate(conf.get("args", ""), base)})
+    base.update({**prefix_values(module, conf, base["meta.id"]), "args": interpolate(conf.get("args", ""), base)})
     patterns = stage_patterns(module)
     for name, pattern in patterns.items():
         items = inputs.get(name, [])

@@ -1,6 +1,6 @@
 """The Nextflow front door, emulated task by task, for tests that compare it with `gliocascade run`.
 
-Without a Nextflow runtime the wiring of `main.nf`, `subworkflows/local/input_check` and
+Without a Nextflow runtime the wiring of `main.nf`, `subworkflows/local/prepare_inputs` and
 `workflows/segment.nf` is mirrored here: every row goes through the same module scripts
 (`nfcheck.run_task`: inputs staged as the process declares them, ext.args of the profile, the one
 `gliocascade` command), and each process's outputs are published into ``OUT/<id>/`` as
@@ -37,7 +37,7 @@ def models_arg(models: list[Path]) -> str:
 
 @dataclass
 class Row:
-    """A samplesheet row as nf-schema's samplesheetToList hands it to INPUT_CHECK."""
+    """A samplesheet row as nf-schema's samplesheetToList hands it to PREPARE_INPUTS."""
 
     meta: dict[str, str]
     images: dict[str, Path]
@@ -98,7 +98,7 @@ def postprocess_and_evaluate(row: Row, pred: Path, transforms: list[Path], model
 
 def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Path | None = None,
                  env: dict[str, str] | None = None, records: dict[str, Path] | None = None) -> Path:
-    """One row through INPUT_CHECK (PREPROCESS for native rows) -> PREDICT -> POSTPROCESS -> EVALUATE.
+    """One row through PREPARE_INPUTS (PREPROCESS for native rows) -> PREDICT -> POSTPROCESS -> EVALUATE.
 
     ``records`` gets the case's files by role, as segment.nf hands them to REPORT.
     """
@@ -113,24 +113,24 @@ def segment_case(row: Row, models: list[Path], out: Path, work: Path, atlas: Pat
                        dict(row.meta), env=env)
         publish(pre["preprocessed"], case_out)
         transforms = pre["preprocessed/transforms"]
-        images = {m: pre[f"preprocessed/${{meta.id}}_{m}.nii.gz"][0] for m in MODALITIES}
-        mask = pre["preprocessed/${meta.id}_brainmask.nii.gz"]
+        images = {m: pre[f"preprocessed/${{task.ext.prefix ?: meta.id}}_{m}.nii.gz"][0] for m in MODALITIES}
+        mask = pre["preprocessed/${task.ext.prefix ?: meta.id}_brainmask.nii.gz"]
         records.update(provenance_preprocess=pre["preprocessed/provenance_preprocess.json"][0],
-                       native_t1ce=row.images["t1ce"])  # INPUT_CHECK.out.records
+                       native_t1ce=row.images["t1ce"])  # PREPARE_INPUTS.out.records
     records.update(images)  # the cases channel: BraTS-space images and brain mask
     records.update({"brainmask": mask[0]} if mask else {})
     pred = run_task(module("predict"), w / "predict", {**images, "brainmask": mask, "models": models},
                     {**row.meta, "model_args": models_arg(models)}, env=env)
-    publish(pred["${meta.id}_pred.nii.gz"] + pred["${meta.id}_prob.nii.gz"] + pred["provenance_predict.json"],
+    publish(pred["${task.ext.prefix ?: meta.id}_pred.nii.gz"] + pred["${task.ext.prefix ?: meta.id}_prob.nii.gz"] + pred["provenance_predict.json"],
             case_out)
     records["provenance_predict"] = pred["provenance_predict.json"][0]
-    return postprocess_and_evaluate(row, pred["${meta.id}_pred.nii.gz"][0], transforms, models, w, case_out, env,
+    return postprocess_and_evaluate(row, pred["${task.ext.prefix ?: meta.id}_pred.nii.gz"][0], transforms, models, w, case_out, env,
                                     records)
 
 
 def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path | None = None,
             env: dict[str, str] | None = None, params: dict[str, str] | None = None) -> list[str]:
-    """INPUT_CHECK -> GLIOCASCADE_SEGMENT for every row, outputs published under ``out``.
+    """PREPARE_INPUTS -> GLIOCASCADE_SEGMENT for every row, outputs published under ``out``.
 
     A task that refuses its case drops it; its refusal record goes to REPORT (collectFile of every
     refusal.csv, header kept once). The ids of the dropped cases are returned.
@@ -163,9 +163,10 @@ def segment(sheet: Path, models: list[Path], out: Path, work: Path, atlas: Path 
                     "models": models, "atlas": [atlas] if atlas else []},
                    {"meta.id": "cohort", "metrics_args": " ".join(f"--metrics metrics/{m.name}" for m in metrics),
                     "model_args": models_arg(models)})
-    publish(rep["report/cohort_metrics.csv"] + rep["report/summary.csv"] + rep["report/report.html"]
-            + rep["report/failures.csv"], out / "report")
-    publish(rep["report/cases/*.html"], out / "report" / "cases")
+    folder = "${task.ext.prefix ?: 'report'}"  # REPORT's output folder, as its output patterns name it
+    publish(rep[f"{folder}/cohort_metrics.csv"] + rep[f"{folder}/summary.csv"] + rep[f"{folder}/report.html"]
+            + rep[f"{folder}/failures.csv"], out / "report")
+    publish(rep[f"{folder}/cases/*.html"], out / "report" / "cases")
     return dropped
 
 

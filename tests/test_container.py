@@ -202,5 +202,6 @@ def test_apptainer_definition_installs_the_same_package():
 def test_container_profiles_use_the_image():
     config = (ROOT / "nextflow.config").read_text()
     assert "container              = 'ghcr.io/gliocascade/gliocascade:0.1.0'" in config
+    assert "\nprocess.container = params.container\n" in config  # one image for every process
     for module in sorted((ROOT / "modules" / "local").glob("*/main.nf")):
-        assert 'container "${params.container}"' in module.read_text(), module
+        assert "container" not in module.read_text().split("input:")[0], module

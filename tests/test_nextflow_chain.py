@@ -89,7 +89,7 @@ def test_test_profile_chain_runs_module_by_module(tmp_path):
                        {**_images(case), "brainmask": [], "models": holders[case.name]},
                        {"meta.id": case.name, "model_args": _models_arg(len(holders[case.name]))},
                        process_name="PREDICT_VALIDATION")
-        preds += out["${meta.id}_pred.nii.gz"]
+        preds += out["${task.ext.prefix ?: meta.id}_pred.nii.gz"]
 
     gts, ref_text = nfdoor.reference_set(rows)
     references = w / "collect" / "references.csv"
@@ -105,7 +105,7 @@ def test_test_profile_chain_runs_module_by_module(tmp_path):
 
     cid = heldout.name
     pred = run_task(_module("predict"), w / "predict", {**_images(heldout), "brainmask": [], "models": tuned_models},
-                    {"meta.id": cid, "model_args": _models_arg(len(tuned_models))})["${meta.id}_pred.nii.gz"][0]
+                    {"meta.id": cid, "model_args": _models_arg(len(tuned_models))})["${task.ext.prefix ?: meta.id}_pred.nii.gz"][0]
     seg = run_task(_module("postprocess"), w / "postprocess", {"pred": pred, "models": tuned_models},
                    {"meta.id": cid, "model_args": _models_arg(len(tuned_models)), "native_arg": ""}
                    )["${task.ext.prefix ?: meta.id}_seg.nii.gz"][0]
@@ -115,7 +115,7 @@ def test_test_profile_chain_runs_module_by_module(tmp_path):
                         "gt_arg": f"--gt reference/{cid}_seg.nii.gz"})["${task.ext.prefix ?: meta.id}_metrics.csv"][0]
     report = run_task(_module("report"), w / "report", {"metrics": [metrics]},
                       {"meta.id": "cohort", "metrics_args": f"--metrics metrics/{metrics.name}", "model_args": ""})
-    rows = list(csv.DictReader(report["report/cohort_metrics.csv"][0].open()))
+    rows = list(csv.DictReader(report["${task.ext.prefix ?: 'report'}/cohort_metrics.csv"][0].open()))
     assert [r["case_id"] for r in rows] == [cid]
     for region in ("WT", "TC", "ET"):
         assert 0.0 <= float(rows[0][f"dice_{region}"]) <= 1.0

@@ -83,7 +83,7 @@ def test_train_workflow_tunes_on_out_of_fold_predictions():
 
 def test_input_workflow_converts_then_preprocesses():
     _need_lint_driver()
-    dag = _dag("subworkflows/local/input_check/main.nf:INPUT_CHECK")
+    dag = _dag("subworkflows/local/prepare_inputs/main.nf:PREPARE_INPUTS")
     assert set(dag.names.values()) == {"CONVERT", "PREPROCESS"}
     assert dag.before("CONVERT", "PREPROCESS")
 
@@ -91,7 +91,7 @@ def test_input_workflow_converts_then_preprocesses():
 def test_entry_workflow_chains_input_train_and_segment(entry_lint):
     assert entry_lint.returncode == 0, entry_lint.stdout[-3000:]
     dag = parse_mermaid(entry_lint.stdout)
-    assert {"INPUT_CHECK", "PHANTOM_INPUT", "GLIOCASCADE_TRAIN", "GLIOCASCADE_SEGMENT"} <= set(dag.names.values())
-    assert dag.before("INPUT_CHECK", "GLIOCASCADE_SEGMENT")
+    assert {"PREPARE_INPUTS", "PHANTOM_INPUT", "GLIOCASCADE_TRAIN", "GLIOCASCADE_SEGMENT"} <= set(dag.names.values())
+    assert dag.before("PREPARE_INPUTS", "GLIOCASCADE_SEGMENT")
     assert dag.before("PHANTOM_INPUT", "GLIOCASCADE_TRAIN")
     assert dag.before("GLIOCASCADE_TRAIN", "GLIOCASCADE_SEGMENT")

@@ -29,8 +29,9 @@ def test_module_follows_the_process_conventions(path):
     module = parse_module(path)
     assert module.name == path.parent.name.upper()
     assert module.directives.get("label", "").strip("'").startswith("process_")
-    assert "container" in module.directives
+    assert "container" not in module.directives, "the image is set once, by process.container in nextflow.config"
     assert "def args = task.ext.args ?: ''" in path.read_text()
+    assert re.search(r"^    when:\n    task\.ext\.when == null \|\| task\.ext\.when\n", path.read_text(), re.M)
     assert "${args}" in module.script, "the command must take task.ext.args"
     assert "topic: versions" in path.read_text()
     assert module.stub.strip(), "a stub: block is required"

@@ -23,7 +23,7 @@ workflow GLIOCASCADE_SEGMENT {
     // evaluate gets both label maps and compares the one on the reference's grid (native or BraTS)
     labels = POSTPROCESS.out.seg
         .join(POSTPROCESS.out.seg_native, remainder: true)
-        .filter { row -> row[1] != null }
+        .filter { _meta, seg, _seg_native -> seg != null }
         .map { meta, seg, seg_native -> [meta, seg, seg_native ?: []] }
     EVALUATE(labels.join(references))
 
@@ -52,11 +52,11 @@ workflow GLIOCASCADE_SEGMENT {
         .combine(reported, by: 0)
         .toSortedList { a, b -> a[0] <=> b[0] ?: a[1] <=> b[1] }
         .map { rows -> caseFilesSet(rows) }
-    case_sheet = pages.map { set -> set[1] }.collectFile(name: 'case_files.csv')
+    case_sheet = pages.map { _files, sheet -> sheet }.collectFile(name: 'case_files.csv')
     REPORT(
         EVALUATE.out.metrics.map { _meta, csv -> csv }.collect().ifEmpty([]),
         failures,
-        pages.map { set -> set[0] },
+        pages.map { files, _sheet -> files },
         case_sheet,
         models,
         params.atlas ? file(params.atlas, checkIfExists: true) : []
@@ -78,9 +78,9 @@ def stagedName(dir, index, file) {
 def caseFilesSet(rows) {
     def files = []
     def lines = ['case_id,role,path']
-    rows.each { row ->
-        files << row[2]
-        lines << [row[0], row[1], stagedName('cases', files.size(), row[2])].join(',')
+    rows.each { id, role, f ->
+        files << f
+        lines << [id, role, stagedName('cases', files.size(), f)].join(',')
     }
     return [files, lines.join('\n') + '\n']
 }

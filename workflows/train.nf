@@ -17,15 +17,15 @@ workflow GLIOCASCADE_TRAIN {
     main:
     rows = cases.join(references).toSortedList { a, b -> a[0].id <=> b[0].id }
     training = rows.map { list -> trainingSet(list) }
-    train_sheet = training.map { set -> set[1] }.collectFile(name: 'train_samplesheet.csv')
+    train_sheet = training.map { _files, sheet -> sheet }.collectFile(name: 'train_samplesheet.csv')
     reference_set = rows.map { list -> referenceSet(list) }
-    reference_sheet = reference_set.map { set -> set[1] }.collectFile(name: 'references.csv')
+    reference_sheet = reference_set.map { _files, sheet -> sheet }.collectFile(name: 'references.csv')
 
     seeds = params.seeds.toString().tokenize(',').collect { s -> s.trim().toInteger() }
     jobs = channel.of(0..(params.folds - 1))
         .combine(channel.fromList(seeds))
         .map { fold, seed -> [id: "model_fold${fold}_seed${seed}", fold: fold, folds: params.folds, seed: seed] }
-    TRAIN(jobs.combine(training.map { set -> [set[0]] }).combine(train_sheet))
+    TRAIN(jobs.combine(training.map { files, _sheet -> [files] }).combine(train_sheet))
 
     // every case is predicted by the models that did not train on it (one per seed: the model of
     // the fold whose validation set holds it), an ensemble of out-of-fold models
@@ -38,7 +38,7 @@ workflow GLIOCASCADE_TRAIN {
 
     predictions = PREDICT_VALIDATION.out.pred.map { _meta, pred -> pred }.collect().ifEmpty([]).map { ps -> [ps] }
     TUNE_THRESHOLD(
-        channel.value([id: 'out_of_fold']).combine(predictions).combine(reference_set.map { set -> [set[0]] }).combine(reference_sheet),
+        channel.value([id: 'out_of_fold']).combine(predictions).combine(reference_set.map { files, _sheet -> [files] }).combine(reference_sheet),
         TRAIN.out.model.map { _meta, dir -> dir }.collect()
     )
 
@@ -64,15 +64,15 @@ def stagedName(dir, index, file) {
 def trainingSet(rows) {
     def files = []
     def lines = ['case_id,t1,t1ce,t2,flair,seg,brainmask,space,label_convention']
-    rows.each { row ->
-        def cells = [row[1], row[2], row[3], row[4], row[6], row[5]].collect { f ->
+    rows.each { meta, t1, t1ce, t2, flair, mask, seg ->
+        def cells = [t1, t1ce, t2, flair, seg, mask].collect { f ->
             if (!f) {
                 return ''
             }
             files << f
             return stagedName('data', files.size(), f)
         }
-        lines << ([row[0].id] + cells + ['brats', row[0].label_convention]).join(',')
+        lines << ([meta.id] + cells + ['brats', meta.label_convention]).join(',')
     }
     return [files, lines.join('\n') + '\n']
 }
@@ -82,9 +82,9 @@ def trainingSet(rows) {
 def referenceSet(rows) {
     def files = []
     def lines = ['case_id,seg,label_convention']
-    rows.each { row ->
-        files << row[6]
-        lines << [row[0].id, stagedName('gt', files.size(), row[6]), row[0].label_convention].join(',')
+    rows.each { meta, _t1, _t1ce, _t2, _flair, _mask, seg ->
+        files << seg
+        lines << [meta.id, stagedName('gt', files.size(), seg), meta.label_convention].join(',')
     }
     return [files, lines.join('\n') + '\n']
 }

@@ -1,7 +1,6 @@
 process EVALUATE {
     tag "${meta.id}"
     label 'process_single'
-    container "${params.container}"
 
     input:
     // the final labels in BraTS space, the same on the native T1Gd grid ([] for BraTS rows), the reference ([] if none)
@@ -13,6 +12,9 @@ process EVALUATE {
     tuple val(meta), path("provenance_evaluate.json"), emit: provenance, optional: true
     tuple val(meta), path("refusal.csv"), emit: refusal, optional: true
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    when:
+    task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''

@@ -1,7 +1,6 @@
 process PHANTOM {
     tag "${meta.id}"
     label 'process_single'
-    container "${params.container}"
 
     input:
     val meta
@@ -9,6 +8,9 @@ process PHANTOM {
     output:
     tuple val(meta), path("${task.ext.prefix ?: meta.id}/*", type: 'dir'), emit: cases
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    when:
+    task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''

@@ -1,7 +1,6 @@
 process POSTPROCESS {
     tag "${meta.id}"
     label 'process_low'
-    container "${params.container}"
 
     input:
     tuple val(meta), path(pred, stageAs: 'pred/*'), path(transforms, stageAs: 'transforms')
@@ -14,6 +13,9 @@ process POSTPROCESS {
     tuple val(meta), path("provenance_postprocess.json"), emit: provenance, optional: true
     tuple val(meta), path("refusal.csv"), emit: refusal, optional: true
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    when:
+    task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''

@@ -1,7 +1,6 @@
 process REPORT {
     tag "cohort"
     label 'process_single'
-    container "${params.container}"
 
     input:
     path metrics, stageAs: 'metrics/*'
@@ -17,27 +16,32 @@ process REPORT {
     path atlas, stageAs: 'atlas'
 
     output:
-    path "report/cohort_metrics.csv", emit: cohort_metrics
-    path "report/summary.csv", emit: summary
-    path "report/report.html", emit: html
-    path "report/failures.csv", emit: failures
-    path "report/cases/*.html", emit: case_pages, optional: true
+    path "${task.ext.prefix ?: 'report'}/cohort_metrics.csv", emit: cohort_metrics
+    path "${task.ext.prefix ?: 'report'}/summary.csv", emit: summary
+    path "${task.ext.prefix ?: 'report'}/report.html", emit: html
+    path "${task.ext.prefix ?: 'report'}/failures.csv", emit: failures
+    path "${task.ext.prefix ?: 'report'}/cases/*.html", emit: case_pages, optional: true
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    when:
+    task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''
+    def prefix = task.ext.prefix ?: 'report'
     def metrics_args = (metrics instanceof List ? metrics : [metrics]).collect { f -> "--metrics ${f}" }.join(' ')
     def failures_arg = failures ? "--failures ${failures}" : ''
     def case_arg = case_sheet ? "--case-files ${case_sheet}" : ''
     def model_args = (models instanceof List ? models : [models]).collect { m -> "--model ${m}" }.join(' ')
     def atlas_arg = atlas ? "--atlas ${atlas}" : ''
     """
-    gliocascade report ${metrics_args} ${failures_arg} ${case_arg} ${model_args} ${atlas_arg} --out report ${args}
+    gliocascade report ${metrics_args} ${failures_arg} ${case_arg} ${model_args} ${atlas_arg} --out ${prefix} ${args}
     """
 
     stub:
+    def prefix = task.ext.prefix ?: 'report'
     """
-    mkdir -p report/cases
-    touch report/cohort_metrics.csv report/summary.csv report/report.html report/failures.csv report/cases/stub.html
+    mkdir -p ${prefix}/cases
+    touch ${prefix}/cohort_metrics.csv ${prefix}/summary.csv ${prefix}/report.html ${prefix}/failures.csv ${prefix}/cases/stub.html
     """
 }

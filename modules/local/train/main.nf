@@ -1,7 +1,6 @@
 process TRAIN {
     tag "${meta.id}"
     label 'process_gpu'
-    container "${params.container}"
 
     input:
     // every file of the training rows, each in its own numbered folder, and the samplesheet naming them
@@ -13,6 +12,9 @@ process TRAIN {
     tuple val(meta), path("${task.ext.prefix ?: meta.id}/model.json"), emit: card
     tuple val(meta), path("${task.ext.prefix ?: meta.id}/train_log.csv"), emit: log
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    when:
+    task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''

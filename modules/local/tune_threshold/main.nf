@@ -1,7 +1,6 @@
 process TUNE_THRESHOLD {
     tag "${meta.id}"
     label 'process_low'
-    container "${params.container}"
     // tune-threshold writes et_threshold into each model.json: work on copies, never on the inputs
     stageInMode 'copy'
 
@@ -14,6 +13,9 @@ process TUNE_THRESHOLD {
     output:
     tuple val(meta), path("model_*", type: 'dir', includeInputs: true), emit: models
     tuple val("${task.process}"), val("gliocascade"), eval("gliocascade --version | sed 's/.* //'"), topic: versions, emit: versions_gliocascade
+
+    when:
+    task.ext.when == null || task.ext.when
 
     script:
     def args = task.ext.args ?: ''
