@@ -170,7 +170,7 @@ def preprocess(**kw: Any) -> None:
 @click.option("--data", type=ANY_PATH, help="Folder of BraTS-layout case folders with _seg (or --samplesheet).")
 @click.option("--samplesheet", type=ANY_PATH, help="Samplesheet with a seg column, instead of --data.")
 @click.option("--out", required=True, type=ANY_PATH, help="Model folder to write.")
-@click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
+@click.option("--config", default="paper", show_default=True, help="paper, tiny, small or a JSON file.")
 @click.option("--epochs", type=click.IntRange(1), help="Epochs (default: the config's).")
 @click.option("--fold", type=click.IntRange(0), help="Validation fold of a k-fold split.")
 @click.option("--folds", type=click.IntRange(2), default=5, show_default=True, help="Number of folds of the split.")
@@ -228,7 +228,7 @@ def model_card(**kw: Any) -> None:
 
 
 @main.command("model-summary", epilog=_example("gliocascade model-summary --config paper"))
-@click.option("--config", default="paper", show_default=True, help="paper, tiny or a JSON file.")
+@click.option("--config", default="paper", show_default=True, help="paper, tiny, small or a JSON file.")
 def model_summary(**kw: Any) -> None:
     """Each layer's output size for a 4x128^3 input and exact parameter counts."""
     from .commands.model import model_summary_command

@@ -1,4 +1,4 @@
-"""Model and training configurations: `paper` (Tables 1 and 2, Sec. 3) and `tiny` (CPU tests).
+"""Model and training configurations: `paper` (Tables 1 and 2, Sec. 3), `tiny` (CPU tests) and `small`.
 
 One dict drives the networks, the data pipeline and the training schedule, so a model folder's
 ``model.json`` is enough to rebuild exactly the network that was trained.
@@ -55,7 +55,19 @@ TINY: dict[str, Any] = {
     "fg_crop_prob": 0.5,           # half the crops centred on tumour: small crops of small tumours
 }
 
-BUILTIN = {"paper": PAPER, "tiny": TINY}
+# Real data on 2 CPU cores (benchmarks/real_learning.py: expert cases at 2 mm): four levels of
+# 8/16/32/64 channels in both stages (a 48^3 crop at 2 mm sees 96 mm, a whole tumour with its
+# surroundings), 4 GN groups, no dropout, batch 2, half the crops centred on tumour, tiny's rate.
+SMALL: dict[str, Any] = {
+    **TINY,
+    "name": "small",
+    "widths1": [8, 16, 32, 64],
+    "widths2": [8, 16, 32, 64],
+    "blocks": [1, 1, 1, 1],
+    "crop": [48, 48, 48],
+}
+
+BUILTIN = {"paper": PAPER, "tiny": TINY, "small": SMALL}
 
 
 def finish_config(cfg: dict[str, Any], where: str | Path | None) -> dict[str, Any]:
@@ -82,7 +94,7 @@ def finish_config(cfg: dict[str, Any], where: str | Path | None) -> dict[str, An
 
 
 def load_config(name_or_path: str | Path) -> dict[str, Any]:
-    """A fresh config dict for ``paper``, ``tiny`` or a JSON file.
+    """A fresh config dict for ``paper``, ``tiny``, ``small`` or a JSON file.
 
     A JSON file may hold a full config, or ``{"base": "tiny", ...}`` overriding a built-in one.
     """
@@ -91,12 +103,12 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
         return finish_config(copy.deepcopy(BUILTIN[key]), None)
     path = Path(key)
     if not path.is_file():
-        raise InputError(path, "config is neither 'paper', 'tiny' nor an existing JSON file")
+        raise InputError(path, "config is neither 'paper', 'tiny', 'small' nor an existing JSON file")
     data = read_json_object(path, "JSON config")
     base = data.pop("base", None)
     if base is not None:
         if base not in BUILTIN:
-            raise InputError(path, f"unknown base config {base!r} (use paper or tiny)")
+            raise InputError(path, f"unknown base config {base!r} (use paper, tiny or small)")
         data = {**copy.deepcopy(BUILTIN[base]), "name": path.stem, **data}
     data.pop("levels", None)
     data.pop("divisor", None)
