@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import (MODALITIES, Case, anchor_modality, check_same_grid, discover_case, read_labels, read_modalities,
-                 read_samplesheet)
+from .io import MODALITIES, Case, anchor_modality, check_same_grid, discover_case, read_labels, read_modalities
 from .labels import labels_to_regions
 
 
@@ -89,6 +88,8 @@ def cases_from_folder(folder: str | Path, label_convention: str | None = None) -
 
 def cases_from_samplesheet(path: str | Path, label_convention: str | None = None) -> list[Case]:
     """Rows of a samplesheet as training cases: each needs t1,t1ce,t2,flair in BraTS space and a seg."""
+    from .samplesheet import read_samplesheet
+
     cases = []
     for row in read_samplesheet(path):
         if row.problems:
@@ -123,9 +124,8 @@ def load_volume(case: Case, orientation: str = "LPS") -> Volume:
     """
     from .orientation import to_orientation
 
-    mask_path = case.extra.get("brainmask") if case.extra else None
     # a space=brats case may lack modalities (their channels stay zero); the model card records which
-    stacked, mask, ref = read_modalities(case.images, case.case_id, mask_path or None, optional=MODALITIES)
+    stacked, mask, ref = read_modalities(case.images, case.case_id, case.brainmask, optional=MODALITIES)
     labels = None
     if case.seg is not None:
         lab = read_labels(case.seg, case.label_convention)

@@ -134,7 +134,7 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
 
 
 def _model_record(m) -> dict:
-    from .provenance import sha256_file
+    from .hashing import sha256_file
 
     return {"folder": str(m.folder), "model_json_sha256": sha256_file(Path(m.folder) / "model.json"),
             "weights_sha256": m.card.get("sha256", {}), "config": m.config.get("name"),
@@ -271,7 +271,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
             images, cid, found_mask = *_explicit_case(files, case_id), None
         else:
             found = discover_case(case, case_id, require_all=False)
-            images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
+            images, cid, found_mask = found.images, found.case_id, found.brainmask
         loaded = load_models(models, device)
         predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
                      save_probabilities, label_convention, precision=precision, progress=pass_progress)
@@ -289,7 +289,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
                 log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
                 continue
             predict_case(c.images, c.case_id, loaded, Path(out) / c.case_id, int(tta), device,
-                         c.extra.get("brainmask"), save_probabilities, label_convention, precision=precision,
+                         c.brainmask, save_probabilities, label_convention, precision=precision,
                          progress=pass_progress)
         except InputError as exc:
             log.error("%s", exc)
