@@ -182,9 +182,12 @@ def random_flip(images: np.ndarray, regions: np.ndarray, rng: np.random.Generato
 
 def intensity_augment(images: np.ndarray, rng: np.random.Generator, shift: float = 0.1,
                       scale: tuple[float, float] = (0.9, 1.1)) -> np.ndarray:
-    """Per channel: x * U(0.9, 1.1) + U(-0.1, 0.1) * std(x over the brain); outside the brain stays 0."""
+    """Per channel: x * U(0.9, 1.1) + U(-0.1, 0.1) * std(x over the brain); outside the brain stays 0.
+
+    The brain is ``brain_of`` the z-scored crop: where z-scoring wrote values (it leaves zeros outside).
+    """
     out = np.array(images, dtype=np.float32, copy=True)
-    brain = np.any(out != 0, axis=0)
+    brain = brain_of(out)
     for c in range(out.shape[0]):
         s = rng.uniform(*scale)
         vals = out[c][brain]
