@@ -47,12 +47,12 @@ class Row:
 
 def sheet_rows(sheet: Path) -> list[Row]:
     """The sheet's rows with meta (id, space, label_convention) and files resolved."""
-    from gliocascade.io import read_samplesheet
+    from gliocascade.samplesheet import read_samplesheet
 
     rows = []
     for r in read_samplesheet(sheet):
         meta = {"meta.id": r.case_id, "meta.space": r.space, "meta.label_convention": r.label_convention}
-        rows.append(Row(meta, dict(r.images), r.seg, getattr(r, "brainmask", None)))
+        rows.append(Row(meta, dict(r.images), r.seg, r.brainmask))
     return rows
 
 

@@ -408,7 +408,7 @@ def test_real_cases_pass_and_a_swap_between_them_is_refused(data_dir, tmp_path):
 
 def test_run_names_the_file_when_the_disk_is_full(phantoms, random_tiny_model, tmp_path, monkeypatch):
     """A write error without a file name (gzip's) is reported with what the step was writing."""
-    from gliocascade.io import read_samplesheet
+    from gliocascade.samplesheet import read_samplesheet
     from gliocascade.steps import RunOptions, process_case
 
     real = nib.save

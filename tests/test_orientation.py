@@ -329,7 +329,7 @@ def test_load_volume_same_arrays_whatever_storage_order(tmp_path):
     for codes in ("LPS", "PSR", "IRA"):
         folder = stored_as(case_dir, cid, codes, tmp_path / "cases", ("t1", "t1ce", "t2", "flair", "seg", "brainmask"))
         case = discover_case(folder)
-        case.extra["brainmask"] = folder / f"{cid}_brainmask.nii.gz"
+        case.brainmask = folder / f"{cid}_brainmask.nii.gz"
         volumes[codes] = load_volume(case)
     ref = volumes["LPS"]
     assert ref.regions[0].any() and ref.images.shape == (4, 40, 36, 28)

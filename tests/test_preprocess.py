@@ -7,9 +7,11 @@ import pytest
 import SimpleITK as sitk
 
 from gliocascade.errors import InputError
+from gliocascade.geometry import bounding_box
 from gliocascade.io import MODALITIES
 from gliocascade.preprocess import read_input
-from gliocascade.resample import bounding_box, brats_grid, field_of_view, to_array, to_brats
+from gliocascade.resample import brats_grid, field_of_view, to_brats
+from gliocascade.sitk_arrays import to_array
 
 
 def _write(path, array, affine=None):
@@ -122,7 +124,7 @@ def test_resampling_a_box_gives_the_same_voxels_as_the_whole_grid():
     assert np.allclose(boxed[box], whole[box], rtol=0, atol=1e-3) and not boxed.any(where=~_inside(box))
     fov_whole, fov_boxed = field_of_view(native, pose), field_of_view(native, pose, box)
     assert np.array_equal(fov_boxed[box], fov_whole[box]) and fov_whole[box].any() and not fov_whole[box].all()
-    assert bounding_box(np.zeros((4, 5, 6), dtype=bool), 2) == (slice(0, 4), slice(0, 5), slice(0, 6))
+    assert bounding_box(np.zeros((4, 5, 6), dtype=bool), 2, whole_if_empty=True) == (slice(0, 4), slice(0, 5), slice(0, 6))
 
 
 def _inside(box) -> np.ndarray:

@@ -7,7 +7,8 @@ import SimpleITK as sitk
 
 from gliocascade import registration as reg
 from gliocascade.phantom import make_phantom
-from gliocascade.resample import as_affine, compose, from_array, resample, to_array
+from gliocascade.resample import as_affine, compose, resample
+from gliocascade.sitk_arrays import from_array, to_array
 
 SHAPE = (96, 96, 64)
 

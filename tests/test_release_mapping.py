@@ -12,7 +12,8 @@ from gliocascade.errors import InputError
 from gliocascade.io import brats_affine, write_image
 from gliocascade.phantom import make_phantom
 from gliocascade.release_mapping import t1_transform, to_release
-from gliocascade.resample import brats_grid, from_array, to_array
+from gliocascade.resample import brats_grid
+from gliocascade.sitk_arrays import from_array, to_array
 
 ANGLES_RAD = (0.03, -0.02, 0.015)  # about the rotation between the two real releases
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from gliocascade.io import SamplesheetError, read_samplesheet
+from gliocascade.io import SamplesheetError
+from gliocascade.samplesheet import read_samplesheet
 
 HEADER = "case_id,t1,t1ce,t2,flair"
 
@@ -125,7 +126,7 @@ def test_schema_errors_are_input_errors_so_the_cli_exits_2(tmp_path):
 
 def test_byte_order_mark_is_ignored(tmp_path):
     """Spreadsheet programs save CSV with a UTF-8 BOM; the first column must still be case_id."""
-    from gliocascade.io import read_samplesheet
+    from gliocascade.samplesheet import read_samplesheet
     from gliocascade.samplesheet_schema import read_rows
 
     for mod in ("t1", "t1ce", "t2", "flair"):
@@ -140,7 +141,8 @@ def test_byte_order_mark_is_ignored(tmp_path):
 @pytest.mark.parametrize("bad_id", ["..", ".", "report", "a/b", "é"])
 def test_case_ids_that_would_escape_or_collide_with_the_output_tree_are_refused(tmp_path, bad_id):
     """Case ids become folder names under OUT: dots-only, 'report', slashes and non-ASCII are refused."""
-    from gliocascade.io import SamplesheetError, read_samplesheet
+    from gliocascade.io import SamplesheetError
+    from gliocascade.samplesheet import read_samplesheet
     from gliocascade.samplesheet_schema import validate_samplesheet
 
     sheet = tmp_path / "sheet.csv"

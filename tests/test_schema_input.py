@@ -11,7 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gliocascade.io import SamplesheetError, read_samplesheet
+from gliocascade.io import SamplesheetError
+from gliocascade.samplesheet import read_samplesheet
 from gliocascade.samplesheet_schema import load_schema, read_rows, schema_errors, validate_samplesheet
 
 HEADER = "case_id,t1,t1ce,t2,flair,seg,space,label_convention"

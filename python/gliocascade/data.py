@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io import (MODALITIES, Case, anchor_modality, check_same_grid, discover_case, read_labels, read_modalities,
-                 read_samplesheet)
+from .io import MODALITIES, Case, anchor_modality, check_same_grid, discover_case, read_labels, read_modalities
 from .labels import labels_to_regions
 
 
@@ -89,6 +88,8 @@ def cases_from_folder(folder: str | Path, label_convention: str | None = None) -
 
 def cases_from_samplesheet(path: str | Path, label_convention: str | None = None) -> list[Case]:
     """Rows of a samplesheet as training cases: each needs t1,t1ce,t2,flair in BraTS space and a seg."""
+    from .samplesheet import read_samplesheet
+
     cases = []
     for row in read_samplesheet(path):
         if row.problems:
@@ -123,9 +124,8 @@ def load_volume(case: Case, orientation: str = "LPS") -> Volume:
     """
     from .orientation import to_orientation
 
-    mask_path = case.extra.get("brainmask") if case.extra else None
     # a space=brats case may lack modalities (their channels stay zero); the model card records which
-    stacked, mask, ref = read_modalities(case.images, case.case_id, mask_path or None, optional=MODALITIES)
+    stacked, mask, ref = read_modalities(case.images, case.case_id, case.brainmask, optional=MODALITIES)
     labels = None
     if case.seg is not None:
         lab = read_labels(case.seg, case.label_convention)
@@ -182,9 +182,12 @@ def random_flip(images: np.ndarray, regions: np.ndarray, rng: np.random.Generato
 
 def intensity_augment(images: np.ndarray, rng: np.random.Generator, shift: float = 0.1,
                       scale: tuple[float, float] = (0.9, 1.1)) -> np.ndarray:
-    """Per channel: x * U(0.9, 1.1) + U(-0.1, 0.1) * std(x over the brain); outside the brain stays 0."""
+    """Per channel: x * U(0.9, 1.1) + U(-0.1, 0.1) * std(x over the brain); outside the brain stays 0.
+
+    The brain is ``brain_of`` the z-scored crop: where z-scoring wrote values (it leaves zeros outside).
+    """
     out = np.array(images, dtype=np.float32, copy=True)
-    brain = np.any(out != 0, axis=0)
+    brain = brain_of(out)
     for c in range(out.shape[0]):
         s = rng.uniform(*scale)
         vals = out[c][brain]

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .geometry import bounding_box
+
 # The axis-flip combinations of the spatial axes of an (N, C, D, H, W) tensor, in TTA order:
 # none, each axis alone, each pair, all three. ``--tta K`` runs the first K.
 FLIPS: tuple[tuple[int, ...], ...] = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
@@ -42,17 +44,9 @@ class Window:
         return tuple(s.stop - s.start + a + b for s, (a, b) in zip(self.box, self.pads))
 
 
-def brain_box(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """The tight bounding box of the non-zero voxels of ``mask`` (None when it is empty)."""
-    idx = np.nonzero(mask)
-    if len(idx[0]) == 0:
-        return None
-    return tuple(slice(int(i.min()), int(i.max()) + 1) for i in idx)
-
-
 def make_window(mask: np.ndarray, divisor: int) -> Window | None:
     """Crop to the brain box, then pad each axis symmetrically up to a multiple of ``divisor``."""
-    box = brain_box(mask)
+    box = bounding_box(mask)
     if box is None:
         return None
     pads = []

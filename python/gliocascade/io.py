@@ -20,25 +20,17 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .geometry import BRATS_AFFINE, BRATS_SHAPE, brats_affine  # noqa: F401  (the grid lives in geometry)
 from .labels import READABLE
 
 MODALITIES = ("t1", "t1ce", "t2", "flair")
 # Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never a leading dot
-# (a hidden folder, and '.' or '..'). Ids differing only in case are refused by read_samplesheet.
+# (a hidden folder, and '.' or '..'). Ids differing only in case are refused by the samplesheet schema.
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 # Names the run's output tree uses for itself, so no case may take them.
 RESERVED_CASE_IDS = ("report",)
 # BraTS 2023 file suffixes for each modality (and the segmentation).
 BRATS2023_NAMES = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"}
-
-BRATS_SHAPE = (240, 240, 155)
-# The header of the BraTS cases: LPS voxel axes, 1 mm, origin at voxel (0, 239, 0) in nibabel RAS.
-BRATS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, 239.0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
-
-
-def brats_affine() -> np.ndarray:
-    """A fresh copy of the BraTS-space affine (callers may mutate it)."""
-    return BRATS_AFFINE.copy()
 
 
 # --------------------------------------------------------------------------- reading
@@ -171,7 +163,7 @@ def check_distinct_files(images: dict[str, Path | None]) -> None:
     for path, (mod,) in by_path.items():
         if sizes.count(path.stat().st_size) < 2:
             continue  # a unique size cannot repeat another file's content
-        from .provenance import sha256_file
+        from .hashing import sha256_file
 
         key = (path.stat().st_size, sha256_file(path))
         if key in first_by_content:
@@ -380,14 +372,15 @@ def read_csv_rows(path: Path, columns: tuple[str, ...], what: str) -> list[dict[
 
 @dataclass
 class Case:
-    """One case: its id and the paths of the four modalities (and optional ground truth)."""
+    """One case: its id, the paths of its modalities, its optional ground truth and brain mask
+    (the brain z-scoring uses, ``data.brain_of``, when given)."""
 
     case_id: str
     images: dict[str, Path]
     seg: Path | None = None
     label_convention: str = "2019"
     space: str = "brats"
-    extra: dict = field(default_factory=dict)
+    brainmask: Path | None = None
 
 
 def _find(folder: Path, stems: list[str]) -> Path | None:
@@ -439,7 +432,7 @@ def discover_case(folder: str | Path, case_id: str | None = None, require_all: b
     seg = _find(folder, [f"{cid}_seg", f"{cid}-seg"])
     # A preprocessed case carries its brain mask: z-scoring uses it in training and prediction alike.
     brainmask = _find(folder, [f"{cid}_brainmask"])
-    return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats", {"brainmask": brainmask})
+    return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats", brainmask)
 
 
 def case_folders(root: str | Path) -> list[Path]:
@@ -461,9 +454,7 @@ def discover_cases(root: str | Path) -> list[Case]:
 
 # --------------------------------------------------------------------------- samplesheets
 
-SAMPLESHEET_IMAGE_COLUMNS = list(MODALITIES)
 _READABLE_TEXT = ", ".join(READABLE[:-1]) + " or " + READABLE[-1]
-SAMPLESHEET_OPTIONAL = ["seg", "space", "label_convention", "dicom_dir", "brainmask"]
 
 
 class SamplesheetError(InputError):
@@ -472,7 +463,8 @@ class SamplesheetError(InputError):
 
 @dataclass
 class SampleRow:
-    """One validated samplesheet row; ``problems`` lists per-case file problems (missing files).
+    """One validated samplesheet row (built by ``samplesheet.read_samplesheet`` or
+    ``bids_input``); ``problems`` lists per-case file problems (missing files).
 
     ``brainmask`` (space=brats rows only) is the row's brain: both doors z-score over it. A
     ``<id>_brainmask`` file lying beside the images counts only when the sheet names it.
@@ -488,8 +480,7 @@ class SampleRow:
     brainmask: Path | None = None
 
     def to_case(self) -> Case:
-        return Case(self.case_id, dict(self.images), self.seg, self.label_convention, self.space,
-                    {"dicom_dir": self.dicom_dir, "brainmask": self.brainmask})
+        return Case(self.case_id, dict(self.images), self.seg, self.label_convention, self.space, self.brainmask)
 
 
 def _cell(row: pd.Series, col: str) -> str:
@@ -512,104 +503,6 @@ def read_samplesheet_table(path: str | Path) -> pd.DataFrame:
         raise SamplesheetError(path, f"not a readable CSV ({exc})") from None
     df.columns = [str(c).strip() for c in df.columns]
     return df
-
-
-def case_collision(case_id: str, first: str, first_line: int) -> str:
-    """The message for ids that differ only in case: one output folder on macOS and Windows."""
-    return (f"{case_id!r} differs from {first!r} only in case (row {first_line}); their output folders "
-            "would be one on a case-insensitive file system")
-
-
-def read_samplesheet(path: str | Path) -> list[SampleRow]:
-    """Parse and validate a samplesheet CSV (nf-core style, see DESIGN).
-
-    Schema errors (missing columns, duplicate ids, bad values) raise SamplesheetError naming the
-    row and column. Missing files do not: they are listed in the row's ``problems`` so that only
-    that case fails. Relative paths resolve against the samplesheet's folder.
-    """
-    path = Path(path)
-    df = read_samplesheet_table(path)
-    cols = set(df.columns)
-    if "case_id" not in cols:
-        raise SamplesheetError(path, "missing column 'case_id'")
-    has_images = any(c in cols for c in SAMPLESHEET_IMAGE_COLUMNS)
-    if not has_images and "dicom_dir" not in cols:
-        raise SamplesheetError(path, "needs columns t1,t1ce,t2,flair or dicom_dir")
-    if has_images:
-        missing = [c for c in SAMPLESHEET_IMAGE_COLUMNS if c not in cols]
-        if missing:
-            raise SamplesheetError(path, f"missing column(s) {','.join(missing)} (all of t1,t1ce,t2,flair are needed)")
-    known = {"case_id", *SAMPLESHEET_IMAGE_COLUMNS, *SAMPLESHEET_OPTIONAL}
-    unknown = sorted(cols - known)
-    if unknown:
-        raise SamplesheetError(path, f"unknown column(s) {','.join(unknown)}")
-    if df.empty:
-        raise SamplesheetError(path, "samplesheet has no rows")
-    base = path.parent
-    seen: dict[str, int] = {}
-    folded: dict[str, tuple[str, int]] = {}
-    rows: list[SampleRow] = []
-    for i, row in df.iterrows():
-        line = int(i) + 2  # header is line 1
-        where = f"row {line}"
-        cid = _cell(row, "case_id")
-        if not cid:
-            raise SamplesheetError(path, f"{where}, column case_id: empty case_id")
-        if not CASE_ID_PATTERN.match(cid) or cid in RESERVED_CASE_IDS:
-            raise SamplesheetError(path, f"{where}, column case_id: {cid!r} may contain only letters, digits, '-', '_', "
-                                         f"'.' (not starting with '.', not {', '.join(RESERVED_CASE_IDS)})")
-        if cid in seen:
-            raise SamplesheetError(path, f"{where}, column case_id: duplicate case_id {cid!r} (first on row {seen[cid]})")
-        if cid.casefold() in folded:
-            raise SamplesheetError(path, f"{where}, column case_id: {case_collision(cid, *folded[cid.casefold()])}")
-        seen[cid] = line
-        folded[cid.casefold()] = (cid, line)
-        space = _cell(row, "space") or "native"
-        if space not in ("native", "brats"):
-            raise SamplesheetError(path, f"{where}, column space: {space!r} is not 'native' or 'brats'")
-        conv = _cell(row, "label_convention") or "2019"
-        if conv not in READABLE:
-            raise SamplesheetError(path, f"{where}, column label_convention: {conv!r} is not {_READABLE_TEXT}")
-        values = {m: _cell(row, m) for m in SAMPLESHEET_IMAGE_COLUMNS}
-        dicom = _cell(row, "dicom_dir")
-        given = [m for m, v in values.items() if v]
-        if dicom and given:
-            raise SamplesheetError(path, f"{where}, column dicom_dir: give either dicom_dir or t1,t1ce,t2,flair, not both")
-        if not dicom and not given:
-            raise SamplesheetError(path, f"{where}, column t1ce: empty (each row needs t1,t1ce,t2,flair or dicom_dir)")
-        if not dicom and space != "brats" and len(given) != 4:
-            absent = [m for m in SAMPLESHEET_IMAGE_COLUMNS if not values[m]]
-            raise SamplesheetError(path, f"{where}, column {absent[0]}: empty (a native row needs all of "
-                                         "t1,t1ce,t2,flair; only space=brats rows may leave modalities empty, "
-                                         "for a model trained without them)")
-        if dicom and space == "brats":
-            raise SamplesheetError(path, f"{where}, column space: a dicom_dir row cannot be in BraTS space")
-        if _cell(row, "brainmask") and space != "brats":
-            raise SamplesheetError(path, f"{where}, column space: a brainmask is for space=brats rows "
-                                         "(preprocess makes the brain mask of a native row)")
-        if _cell(row, "brainmask") and not re.search(r"\.nii(\.gz)?$", _cell(row, "brainmask")):
-            raise SamplesheetError(path, f"{where}, column brainmask: must be a NIfTI file (.nii or .nii.gz)")
-
-        def resolve(v: str) -> Path:
-            p = Path(v).expanduser()
-            return p if p.is_absolute() else (base / p)
-
-        problems = []
-        images = {m: resolve(v) for m, v in values.items() if v}
-        for m, p in images.items():
-            if not p.exists():
-                problems.append(f"{p}: {m} file not found")
-        dicom_path = resolve(dicom) if dicom else None
-        if dicom_path is not None and not dicom_path.is_dir():
-            problems.append(f"{dicom_path}: DICOM folder not found")
-        seg = resolve(_cell(row, "seg")) if _cell(row, "seg") else None
-        if seg is not None and not seg.exists():
-            problems.append(f"{seg}: seg file not found")
-        mask = resolve(_cell(row, "brainmask")) if _cell(row, "brainmask") else None
-        if mask is not None and not mask.exists():
-            problems.append(f"{mask}: brainmask file not found")
-        rows.append(SampleRow(cid, images, dicom_path, seg, space, conv, problems, mask))
-    return rows
 
 
 def read_references(path: str | Path) -> dict[str, tuple[Path, str]]:

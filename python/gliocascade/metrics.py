@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-import math
 from pathlib import Path
 
 import nibabel as nib
@@ -34,14 +33,13 @@ from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binar
 from scipy.spatial import cKDTree
 
 from .errors import InputError
+from .geometry import BRATS_DIAGONAL_MM, bounding_box  # HD95 of one empty mask: the grid's diagonal
 from .io import atomic_path, check_same_grid, load_nifti, read_labels, same_grid
 from .labels import REGIONS, labels_to_regions, signature_warning
 from .provenance import write_provenance
 
 log = logging.getLogger(__name__)
 
-# HD95 when exactly one of the two masks is empty: the diagonal of the BraTS grid, in mm.
-BRATS_DIAGONAL_MM = math.sqrt(240.0 ** 2 + 240.0 ** 2 + 155.0 ** 2)
 METRICS = ("dice", "hd95", "sensitivity", "specificity", "volume_pred_ml", "volume_ref_ml")
 # 1 when the reference passed reference_qc, 0 when it is implausible (its metrics mean little).
 QC_COLUMN = "qc_reference"
@@ -59,18 +57,6 @@ def metric_columns(with_reference: bool = True) -> list[str]:
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size (mm) along each array axis: the lengths of the affine's columns."""
     return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
-
-
-def bounding_box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
-    """Slices of the bounding box of ``mask`` grown by ``margin`` (clipped to the image); None if empty."""
-    slices = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(np.any(mask, axis=other))
-        if hit.size == 0:
-            return None
-        slices.append(slice(max(int(hit[0]) - margin, 0), min(int(hit[-1]) + margin + 1, mask.shape[axis])))
-    return tuple(slices)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

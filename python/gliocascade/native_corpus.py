@@ -48,6 +48,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .io import MODALITIES
+from .sitk_arrays import from_itk_array, itk_array
 
 STORAGE_ORDERS = ("LAS", "LPS", "RAS", "PSR")
 MAX_ROTATION_DEG = 25.0
@@ -320,7 +321,7 @@ def load_sources(data_dir: str | Path) -> dict[str, tuple[dict[str, sitk.Image],
 def foreground(image: sitk.Image, skull_stripped: bool) -> np.ndarray:
     """The head (ITK array order): non-zero voxels of a stripped image, else voxels above a tenth of
     the 99th percentile (air in a raw exam is noise, far below that)."""
-    arr = sitk.GetArrayViewFromImage(image)
+    arr = itk_array(image, copy=False)
     if skull_stripped:
         return arr != 0
     return arr > 0.1 * float(np.percentile(arr, 99))
@@ -450,21 +451,20 @@ def make_exam(spec: ExamSpec, source_images: dict[str, sitk.Image], out_dir: str
         to_source = s2n.GetInverse()
         img = sitk.Resample(src, [int(s) for s in grid.size], to_source, sitk.sitkLinear, origin,
                             grid.spacing, grid.direction, 0.0, sitk.sitkFloat32)
-        arr = sitk.GetArrayFromImage(img)
+        arr = itk_array(img)
         rng = _modality_rng(spec.seed, mod)
         inside = arr != 0
         if spec.bias:
             arr = arr * _bias_field(arr.shape, grid, origin, posed_centre, spec.bias, rng)
         if spec.noise:
-            src_arr = sitk.GetArrayViewFromImage(src)
+            src_arr = itk_array(src, copy=False)
             sigma = spec.noise * float(np.median(src_arr[foreground(src, skull_stripped)]))
             n1 = rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(sigma)
             n2 = rng.standard_normal(arr.shape, dtype=np.float32) * np.float32(sigma)
             arr = np.sqrt((arr + n1) ** 2 + n2 ** 2)
         if skull_stripped:
             arr = np.where(inside, arr, np.float32(0.0))
-        out = sitk.GetImageFromArray(arr.astype(np.float32, copy=False))
-        out.CopyInformation(img)
+        out = from_itk_array(arr.astype(np.float32, copy=False), img)
         path = out_dir / f"{spec.exam_id}_{mod}.nii.gz"
         sitk.WriteImage(out, str(path), True)
         paths[mod], grids[mod], n2s[mod], origins[mod] = path, grid, to_source, origin
@@ -478,7 +478,7 @@ def make_exam(spec: ExamSpec, source_images: dict[str, sitk.Image], out_dir: str
 
 def physical_points(mask: sitk.Image) -> np.ndarray:
     """The LPS physical points (N, 3) of a mask's non-zero voxels."""
-    idx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)[:, ::-1].astype(np.float64)
+    idx = np.argwhere(itk_array(mask, copy=False) != 0)[:, ::-1].astype(np.float64)
     d = np.array(mask.GetDirection()).reshape(3, 3) * np.array(mask.GetSpacing())
     return np.asarray(mask.GetOrigin()) + idx @ d.T
 

@@ -16,6 +16,7 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .io import load_nifti
+from .sitk_arrays import from_nifti, to_array
 
 TRANSFORM_NAME = "brats_to_native.tfm"
 REFERENCE_NAME = "native_reference.nii.gz"
@@ -49,22 +50,6 @@ def _inverse(transform: sitk.Transform, path: Path) -> sitk.Transform:
         raise InputError(path, "transform is not invertible (labels cannot be mapped to native space)") from None
 
 
-def _sitk_from_nifti(img: nib.Nifti1Image, array: np.ndarray) -> sitk.Image:
-    """A SimpleITK image of ``array`` (nibabel x,y,z order) on the nibabel image's grid (LPS)."""
-    out = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))))
-    aff = img.affine
-    lps = np.diag([-1.0, -1.0, 1.0])
-    linear = lps @ aff[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    if np.any(spacing <= 0):
-        raise InputError(None, "image affine has a zero-length axis")
-    direction = linear / spacing
-    out.SetSpacing([float(s) for s in spacing])
-    out.SetOrigin([float(v) for v in lps @ aff[:3, 3]])
-    out.SetDirection([float(v) for v in direction.ravel()])
-    return out
-
-
 def labels_to_native(labels: np.ndarray, labels_img: nib.Nifti1Image,
                      transforms_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Resample a BraTS-space label map onto the native T1Gd grid (nearest neighbour).
@@ -76,10 +61,10 @@ def labels_to_native(labels: np.ndarray, labels_img: nib.Nifti1Image,
     forward = read_native_transform(tfm_path)
     native_to_brats = _inverse(forward, tfm_path)
     ref_img = load_nifti(ref_path)
-    moving = _sitk_from_nifti(labels_img, np.asarray(labels, dtype=np.uint8))
-    reference = _sitk_from_nifti(ref_img, np.zeros(ref_img.shape, dtype=np.uint8))
+    moving = from_nifti(labels_img.affine, np.asarray(labels, dtype=np.uint8))
+    reference = from_nifti(ref_img.affine, np.zeros(ref_img.shape, dtype=np.uint8))
     out = sitk.Resample(moving, reference, native_to_brats, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    arr = np.transpose(sitk.GetArrayFromImage(out), (2, 1, 0)).astype(np.uint8)
+    arr = to_array(out).astype(np.uint8)
     return arr, ref_img.affine.copy()
 
 

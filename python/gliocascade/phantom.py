@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import BRATS_SHAPE, MODALITIES, brats_affine, write_image
+from .geometry import BRATS_SHAPE, brats_affine
+from .io import MODALITIES, write_image
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def make_phantom(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE, with_skul
     direction = rng.normal(size=3)
     direction /= np.linalg.norm(direction)
     t_centre = centre + direction * brain_radii * rng.uniform(0.1, 0.45)
-    scale = min(shape) / 155.0
+    scale = min(shape) / min(BRATS_SHAPE)
     r_tumour = rng.uniform(9.0, 20.0) * scale           # outer radius of the enhancing rim
     r_core = r_tumour * rng.uniform(0.35, 0.65)          # necrotic core
     r_oedema = r_tumour * rng.uniform(1.5, 2.3)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 from .errors import InputError
-from .io import SampleRow, atomic_path, check_writable_folder, read_samplesheet
+from .io import SampleRow, atomic_path, check_writable_folder
 from .leftovers import discard_run_leftovers
 from .lifeline import PARENT_ENV, Interrupted, die_with_parent, process_alive, stop_on_signals
 from .run_lock import OutLock
@@ -41,10 +41,9 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- checks before starting
 
 def load_samplesheet(path: Path) -> list[SampleRow]:
-    """The sheet's rows, checked by the schema (as Nextflow checks it) and by `io.read_samplesheet`."""
-    from .samplesheet_schema import validate_samplesheet
+    """The sheet's rows: read once, checked by the schema (as Nextflow checks it), typed."""
+    from .samplesheet import read_samplesheet
 
-    validate_samplesheet(path)
     return read_samplesheet(path)
 
 

@@ -134,7 +134,7 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
 
 
 def _model_record(m) -> dict:
-    from .provenance import sha256_file
+    from .hashing import sha256_file
 
     return {"folder": str(m.folder), "model_json_sha256": sha256_file(Path(m.folder) / "model.json"),
             "weights_sha256": m.card.get("sha256", {}), "config": m.config.get("name"),
@@ -252,7 +252,7 @@ def predict_case_folders(cases: Path, models: list, out: Path, tta: int, device:
             if done.exists():
                 log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
                 continue
-            predict_case(c.images, c.case_id, models, dest, tta, device, c.extra.get("brainmask"),
+            predict_case(c.images, c.case_id, models, dest, tta, device, c.brainmask,
                          save_probabilities, label_convention, precision=precision, progress=progress)
         except InputError as exc:
             log.error("%s", exc)

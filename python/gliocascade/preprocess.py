@@ -33,9 +33,12 @@ from . import registration as reg
 from . import skull_presence
 from .atlas import atlas_release, locate_atlas
 from .errors import InputError
-from .io import MODALITIES, brats_affine, check_distinct_files, check_writable_folder, write_image, write_labels
-from .provenance import sha256_file, write_provenance
-from .resample import as_affine, bounding_box, compose, field_of_view, resample, to_brats
+from .geometry import BRATS_ORIGIN_LPS, BRATS_SHAPE, BRATS_SPACING_MM, bounding_box, brats_affine
+from .io import MODALITIES, check_distinct_files, check_writable_folder, write_image, write_labels
+from .hashing import sha256_file
+from .provenance import write_provenance
+from .resample import as_affine, compose, field_of_view, resample, to_brats
+from .sitk_arrays import from_itk_array, itk_array
 from .skullstrip import METHODS, check_plausible, filled_largest_component, plugin_mask, refine_atlas_mask
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ def read_input(path: str | Path, role: str) -> sitk.Image:
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(path, f"{role} must be a scalar image, got {img.GetNumberOfComponentsPerPixel()} components")
     img = sitk.Cast(img, sitk.sitkFloat32)
-    arr = sitk.GetArrayViewFromImage(img)
+    arr = itk_array(img, copy=False)
     if not np.all(np.isfinite(arr)) or not _finite_on_disk(path):
         raise InputError(path, f"{role} contains NaN or infinite values")
     if not np.any(arr):
@@ -136,7 +139,7 @@ def n4_corrected(image: sitk.Image) -> sitk.Image:
 
 def edge_map(image: sitk.Image) -> np.ndarray:
     """Gradient magnitude (Gaussian, 1.5 mm): edges that every MR contrast shares."""
-    return sitk.GetArrayFromImage(sitk.GradientMagnitudeRecursiveGaussian(image, 1.5))
+    return itk_array(sitk.GradientMagnitudeRecursiveGaussian(image, 1.5))
 
 
 def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray,
@@ -150,7 +153,7 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
     warped = resample(moving, fixed, transform)
     ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving)
-    overlap = sitk.GetArrayFromImage(resample(ones, fixed, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)) > 0
+    overlap = itk_array(resample(ones, fixed, transform, sitk.sitkNearestNeighbor, sitk.sitkUInt8)) > 0
     with reg.fixed_threads():
         a = edge_map(fixed) if fixed_edges is None else fixed_edges
         b = edge_map(warped)
@@ -222,8 +225,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                 brats_to_native = as_affine(compose(t1_from_t1ce.GetInverse(), atlas_from_native.GetInverse()))
             t1ce_to_atlas = brats_to_native.GetInverse()
         with clock("similarity_check"):
-            brain = sitk.GetArrayFromImage(resample(atlas_ss, small["t1ce"], t1ce_to_atlas,
-                                                    sitk.sitkNearestNeighbor)) > 0
+            brain = itk_array(resample(atlas_ss, small["t1ce"], t1ce_to_atlas, sitk.sitkNearestNeighbor)) > 0
             with reg.fixed_threads():
                 t1ce_edges = edge_map(small["t1ce"])
             checks = [SimilarityCheck("atlas", "t1ce_to_atlas", atlas_via, MIN_EDGE_CORR_ATLAS, paths[atlas_via],
@@ -241,7 +243,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             atlas_mask = to_brats(atlas_ss, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor) > 0
             # The atlas mask is only refined inwards, so nothing outside its box is ever kept; a
             # plug-in skull-stripper sees the whole head, as it was trained to.
-            box = bounding_box(atlas_mask, BRAIN_BOX_MARGIN_MM) if skull_strip == "atlas" or skull.stripped else None
+            box = bounding_box(atlas_mask, BRAIN_BOX_MARGIN_MM, whole_if_empty=True) if skull_strip == "atlas" or skull.stripped else None
             chains = {m: (compose(results[m].transform, brats_to_native) if m in results else brats_to_native)
                       for m in MODALITIES}
             brats = {m: to_brats(native[m], chains[m], box=box) for m in MODALITIES}
@@ -265,7 +267,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                   "registration": params.as_dict(), "interpolation": "linear",
                   "min_edge_corr_coregistration": MIN_EDGE_CORR_COREG,
                   "min_edge_corr_atlas": MIN_EDGE_CORR_ATLAS, "allow_qc_failure": allow_qc_failure,
-                  "output_grid": {"size": [240, 240, 155], "spacing_mm": 1.0, "origin_lps": [0.0, -239.0, 0.0],
+                  "output_grid": {"size": list(BRATS_SHAPE), "spacing_mm": BRATS_SPACING_MM[0], "origin_lps": list(BRATS_ORIGIN_LPS),
                                   "direction": "identity"}}
     extra = {
         "atlas": {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in atlas.items()},
@@ -295,9 +297,8 @@ def own_brain_mask(t1ce: sitk.Image, brats_to_native: sitk.Transform, fov: np.nd
     """A skull-stripped exam's own brain on the BraTS grid: T1Gd's non-background region, moved
     with linear interpolation (a half-covered voxel counts) so that 5 mm slices do not leave steps,
     cut to what every modality covers, holes filled, its largest component."""
-    arr = sitk.GetArrayViewFromImage(t1ce)
-    inside = sitk.GetImageFromArray((arr != skull_presence.background_value(arr)).astype(np.float32))
-    inside.CopyInformation(t1ce)
+    arr = itk_array(t1ce, copy=False)
+    inside = from_itk_array((arr != skull_presence.background_value(arr)).astype(np.float32), t1ce)
     return filled_largest_component((to_brats(inside, brats_to_native, box=box) >= 0.5) & fov)
 
 

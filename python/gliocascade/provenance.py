@@ -5,7 +5,6 @@ Cohort studies must be able to say exactly how each output was made; every step 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
@@ -15,18 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .hashing import sha256_file
 from .io import atomic_path
 
 TRACKED_PACKAGES = ("numpy", "nibabel", "SimpleITK", "antspyx", "torch", "scipy", "pydicom", "dcm2niix")
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str]:

@@ -19,6 +19,7 @@ from .errors import InputError
 from .preprocess import read_input
 from .registration import RegistrationParams, normalized_cross_correlation, register
 from .resample import brats_grid, to_brats
+from .sitk_arrays import from_array
 
 # Two resamplings of one template agree to this correlation once aligned (measured 0.999).
 MIN_ALIGNED_NCC = 0.995
@@ -50,7 +51,6 @@ def t1_transform(target_t1: Path, source_t1: Path) -> sitk.Transform:
 def to_release(array: np.ndarray, transform: sitk.Transform, labels: bool = False) -> np.ndarray:
     """A BraTS-grid array (nibabel voxel order) of the source release resampled onto the target's
     grid through ``release_transform``; ``labels`` uses nearest neighbour."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, dtype=np.float32).transpose(2, 1, 0)))
-    image.CopyInformation(brats_grid(sitk.sitkFloat32))
+    image = from_array(np.asarray(array, dtype=np.float32), brats_grid(sitk.sitkFloat32))
     out = to_brats(image, transform, sitk.sitkNearestNeighbor if labels else sitk.sitkLinear)
     return out.astype(np.asarray(array).dtype) if labels else out

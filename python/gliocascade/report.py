@@ -267,7 +267,7 @@ def case_sources(run_dir: Path | None, case_ids: list[str] | None,
 def model_cards(models: list[Path]) -> dict[str, dict]:
     """model.json sha256 -> card of each model folder given to the report (pages find cards by hash)."""
     from .model_card import read_card
-    from .provenance import sha256_file
+    from .hashing import sha256_file
 
     return {sha256_file(Path(m) / "model.json"): read_card(m) for m in models}
 

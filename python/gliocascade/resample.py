@@ -2,46 +2,29 @@
 
 Each modality is resampled exactly once, through the composition of its co-registration and the
 atlas registration, so interpolation blur is not compounded. The grid is built from DESIGN's
-numbers (never copied from the atlas, whose headers are quirky): ITK origin (0, -239, 0),
-identity direction, 240x240x155 voxels of 1 mm, i.e. nibabel affine diag(-1, -1, 1) + (0, 239, 0).
+numbers (``geometry``; never copied from the atlas, whose headers are quirky).
 """
 from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
 
-from .io import BRATS_SHAPE
-
-BRATS_ORIGIN_LPS = (0.0, -239.0, 0.0)
-Box = tuple[slice, slice, slice]
+from .geometry import BRATS_DIRECTION_LPS, BRATS_ORIGIN_LPS, BRATS_SHAPE, BRATS_SPACING_MM, Box, full_box
+from .sitk_arrays import to_array
 
 
 def brats_grid(pixel: int = sitk.sitkUInt8) -> sitk.Image:
     """An all-zero image on the BraTS grid (the reference for every resampling)."""
     img = sitk.Image([int(s) for s in BRATS_SHAPE], pixel)
     img.SetOrigin(BRATS_ORIGIN_LPS)
-    img.SetSpacing((1.0, 1.0, 1.0))
-    img.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    img.SetSpacing(BRATS_SPACING_MM)
+    img.SetDirection(BRATS_DIRECTION_LPS)
     return img
 
 
 def whole_grid() -> Box:
     """The box of the whole BraTS grid."""
-    return tuple(slice(0, int(s)) for s in BRATS_SHAPE)  # type: ignore[return-value]
-
-
-def bounding_box(mask: np.ndarray, margin: int) -> Box:
-    """The index box around ``mask``'s voxels grown by ``margin`` (clipped to the array).
-
-    The brain fills about a third of the BraTS grid; resampling and mask morphology restricted to
-    its box do a third of the work for the same voxels (everything outside is masked to zero).
-    """
-    idx = np.argwhere(mask)
-    if idx.size == 0:
-        return tuple(slice(0, int(s)) for s in mask.shape)  # type: ignore[return-value]
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+    return full_box(BRATS_SHAPE)
 
 
 def sub_grid(grid: sitk.Image, box: Box) -> sitk.Image:
@@ -52,18 +35,6 @@ def sub_grid(grid: sitk.Image, box: Box) -> sitk.Image:
     sub.SetDirection(grid.GetDirection())
     sub.SetOrigin(grid.TransformIndexToPhysicalPoint(start))
     return sub
-
-
-def to_array(image: sitk.Image) -> np.ndarray:
-    """SimpleITK (z, y, x) array -> nibabel voxel order (i, j, k)."""
-    return np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
-
-
-def from_array(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    """nibabel-ordered array -> SimpleITK image carrying ``reference``'s geometry."""
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
-    img.CopyInformation(reference)
-    return img
 
 
 def resample(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform,

@@ -1,8 +1,9 @@
 """Samplesheet rows checked against the JSON schema that the Nextflow pipeline also uses.
 
 `assets/schema_input.json` (JSON Schema draft 2020-12, nf-schema style) is the single statement of
-the samplesheet rules; `gliocascade run` validates with it here so that a sheet accepted by one
-front door is accepted by the other. Rows are read as nf-schema reads them: every cell a string,
+the samplesheet's value rules; `samplesheet.read_samplesheet` validates with it here so that a sheet
+accepted by one front door is accepted by the other. Its ``errorMessage`` texts are predicates on
+the value ("is not 'native' or 'brats'"), read after the value here and after the field by nf-schema. Rows are read as nf-schema reads them: every cell a string,
 empty cells absent. nf-schema's ``uniqueEntries`` keyword is implemented as a validator extension;
 its other annotations (``errorMessage``, ``meta``, ``format``) are used for messages or ignored.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
+import pandas as pd
 
 from .io import SamplesheetError, read_samplesheet_table
 
@@ -45,15 +47,19 @@ def _unique_entries(validator: Any, fields: list[str], instance: Any, schema: di
                 first[value] = i
 
 
+def case_collision(case_id: str, first: str, first_line: int) -> str:
+    """The message for ids that differ only in case: one output folder on macOS and Windows."""
+    return (f"{case_id!r} differs from {first!r} only in case (row {first_line}); their output folders "
+            "would be one on a case-insensitive file system")
+
+
 def case_collisions(rows: list[dict[str, str]]) -> list[tuple[int, str]]:
     """(row index, message) for each case_id equal to an earlier one but for case.
 
     ``uniqueEntries`` compares exactly, but C1 and c1 name one output folder on a case-insensitive
-    file system (macOS, Windows), so `run` refuses them as `io.read_samplesheet` does. This rule is
-    ours: nf-schema does not apply it in the Nextflow door.
+    file system (macOS, Windows), so `run` refuses them. This rule is ours: nf-schema does not apply
+    it in the Nextflow door.
     """
-    from .io import case_collision
-
     first: dict[str, tuple[str, int]] = {}
     out = []
     for i, row in enumerate(rows):
@@ -75,28 +81,48 @@ def make_validator(schema: dict[str, Any] | None = None) -> jsonschema.protocols
     return cls(schema)
 
 
-def read_rows(path: str | Path) -> list[dict[str, str]]:
-    """The sheet's rows as nf-schema sees them: stripped strings, empty cells dropped."""
-    df = read_samplesheet_table(path)
+def table_rows(table: pd.DataFrame) -> list[dict[str, str]]:
+    """A samplesheet table's rows as nf-schema sees them: stripped strings, empty cells dropped."""
     rows = []
-    for _, rec in df.iterrows():
+    for _, rec in table.iterrows():
         rows.append({k: str(v).strip() for k, v in rec.items() if str(v).strip()})
     return rows
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+    """The sheet's rows as nf-schema sees them (``table_rows`` of the file)."""
+    return table_rows(read_samplesheet_table(path))
+
+
+def _missing(error: jsonschema.ValidationError) -> str | None:
+    """The first field a ``required`` error finds absent."""
+    if error.validator != "required" or not isinstance(error.instance, dict):
+        return None
+    return next((f for f in error.validator_value if f not in error.instance), None)
+
+
+def _mixed(error: jsonschema.ValidationError) -> bool:
+    """Whether a row breaking the images-or-dicom_dir rule gives both (rather than neither)."""
+    row = error.instance if isinstance(error.instance, dict) else {}
+    return "dicom_dir" in row and any(m in row for m in ("t1", "t1ce", "t2", "flair"))
 
 
 def _message(error: jsonschema.ValidationError) -> str:
     """One readable sentence for a schema error (the schema's errorMessage when it has one)."""
     custom = error.schema.get("errorMessage") if isinstance(error.schema, dict) else None
     if error.validator == "oneOf":
-        return "give either t1,t1ce,t2,flair or dicom_dir (not both)"
+        if _mixed(error):
+            return "give either dicom_dir or t1,t1ce,t2,flair, not both"
+        return "empty (each row needs t1,t1ce,t2,flair or dicom_dir)"
     if error.validator == "required":
-        return f"{custom} ({error.message})" if custom else f"missing value ({error.message})"
+        return f"empty ({custom})" if custom else f"empty {_missing(error)}"
     if error.validator == "additionalProperties":
-        return f"unknown column ({error.message})"
+        known = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+        return f"unknown column(s) {','.join(sorted(k for k in error.instance if k not in known))}"
     if error.validator == "minItems":
         return "samplesheet has no rows"
     if custom:
-        return f"{custom} (got {error.instance!r})"
+        return f"{error.instance!r} {custom}"
     return error.message
 
 
@@ -107,9 +133,9 @@ def _where(error: jsonschema.ValidationError) -> str:
     where = f"row {int(path[0]) + 2}"  # the header is line 1
     column = path[1] if len(path) > 1 else None
     if column is None and error.validator == "required":
-        column = ",".join(error.validator_value) if len(error.validator_value) == 1 else None
-    if column is None and error.validator == "if":
-        column = "space"
+        column = _missing(error)
+    if column is None and error.validator == "oneOf":
+        column = "dicom_dir" if _mixed(error) else "t1ce"
     return f"{where}, column {column}" if column else where
 
 
@@ -118,25 +144,37 @@ def schema_errors(rows: list[dict[str, str]], schema: dict[str, Any] | None = No
     validator = make_validator(schema)
     errors = sorted(validator.iter_errors(rows),
                     key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in e.absolute_path])
-    found = []
+    found: list[tuple[int, str]] = []
+    seen: set[tuple] = set()
     for err in errors:
         where = _where(err)
         row = err.absolute_path[0] if err.absolute_path and isinstance(err.absolute_path[0], int) else -1
-        found.append((row, f"{where}: {_message(err)}" if where else _message(err)))
+        text = f"{where}: {_message(err)}" if where else _message(err)
+        rule = (row, tuple(err.schema_path))
+        if err.validator == "required" and rule in seen:
+            continue  # one message per unmet 'required' rule (jsonschema reports each absent field)
+        seen.add(rule)
+        found.append((row, text))
     if schema is None:  # the packaged schema's case_id rule goes beyond what JSON Schema can say
         found += [(i, f"row {i + 2}, column case_id: {m}") for i, m in case_collisions(rows)]
     return [m for _, m in sorted(found, key=lambda f: f[0])]
 
 
-def validate_samplesheet(path: str | Path) -> list[dict[str, str]]:
-    """Validate a samplesheet CSV against the schema; the first problem raises SamplesheetError.
+def raise_schema_errors(path: str | Path, rows: list[dict[str, str]]) -> None:
+    """Raise SamplesheetError for the first schema problem of ``rows`` (read from ``path``).
 
     The message names the row (CSV line number) and column; all problems are listed when there
     are several, so a user fixes the sheet in one pass.
     """
-    rows = read_rows(path)
     problems = schema_errors(rows)
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
         raise SamplesheetError(path, f"schema error: {problems[0]}{more}")
+
+
+def validate_samplesheet(path: str | Path) -> list[dict[str, str]]:
+    """Validate a samplesheet CSV against the schema alone (as the Nextflow door does); the rows
+    as nf-schema sees them. ``samplesheet.read_samplesheet`` is the reader commands use."""
+    rows = read_rows(path)
+    raise_schema_errors(path, rows)
     return rows

@@ -30,6 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from .sitk_arrays import itk_array
 from .skullstrip import PLAUSIBLE_BRAIN_ML
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class SkullDecision:
 
 def measure(image: sitk.Image) -> SkullMeasure:
     """Head volume and the exactly-zero share of the dark voxels of one image (see module docstring)."""
-    arr = sitk.GetArrayViewFromImage(image)
+    arr = itk_array(image, copy=False)
     background = background_value(arr)
     above = arr[arr > background]
     if above.size == 0:

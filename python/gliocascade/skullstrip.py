@@ -19,8 +19,8 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .io import brats_affine, load_nifti, write_image
-from .resample import bounding_box
+from .geometry import bounding_box, brats_affine
+from .io import load_nifti, write_image
 
 METHODS = ("atlas", "hd-bet", "synthstrip")
 # A brain (plus the tumour) in BraTS space has a volume in this range (ml); outside it the

@@ -50,7 +50,7 @@ def predict_command(case: Path | None, cases: Path | None, models: tuple[Path, .
             images, cid, found_mask = *_explicit_case(files, case_id), None
         else:
             found = discover_case(case, case_id, require_all=False)
-            images, cid, found_mask = found.images, found.case_id, found.extra.get("brainmask")
+            images, cid, found_mask = found.images, found.case_id, found.brainmask
         loaded = load_models(models, device)
         predict_case(images, cid, loaded, Path(out), int(tta), device, brainmask or found_mask,
                      save_probabilities, label_convention, precision=precision, progress=pass_progress)
