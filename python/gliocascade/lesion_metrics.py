@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .labels import CONVENTIONS, convert_labels
-from .metrics import bounding_box
+from .geometry import bounding_box
 
 log = logging.getLogger(__name__)
 
