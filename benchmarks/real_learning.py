@@ -1,0 +1,243 @@
+"""Does the recipe learn real tumours? Leave-one-out on the four expert-labelled BRATS 2013 cases.
+
+Data: ``<data>/expert_flair_t1c/brats_2013_pat000{3..6}_1`` (FLAIR and T1Gd, already z-scored, a brain
+mask and the expert ``OTMultiClass`` map in the BraTS 2015 convention); T1 and T2 are absent. Each
+fold trains the ``small`` configuration on three cases and evaluates the fourth against its expert
+labels, with a budget of process CPU time (``--cpu-seconds``, default 1200) at 2 threads.
+
+To fit 2 cores the cases are trained and predicted at 2 mm (block-averaged copies of the 1 mm
+images, nearest-neighbour labels); the stage-2 probabilities are brought back to the 1 mm grid
+(trilinear) and scored there against the untouched expert labels (WT/TC/ET Dice and HD95).
+
+Beside the model, on the same folds, an intensity baseline tuned leave-one-out: the z-scored FLAIR
+inside the brain above a threshold, largest component, is WT; T1Gd above a threshold inside that WT
+is ET (and, largest component, TC); each threshold maximises the mean Dice of the three training
+cases. A cascade that does not beat a threshold has not learned.
+
+    python benchmarks/real_learning.py [--data ../shared/data] [--cpu-seconds 1200] [--folds 0 1 2 3]
+    python benchmarks/real_learning.py --device cuda --config paper   # on a GPU (skipped without one)
+
+Results: ``benchmarks/results/real_learning.json`` (expert labels, four cases: no cohort claim).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [f"brats_2013_pat000{i}_1" for i in (3, 4, 5, 6)]
+REGIONS = ("WT", "TC", "ET")
+GRID = np.round(np.arange(0.25, 5.01, 0.25), 2)
+
+
+def cpu_seconds() -> float:
+    """Process CPU time (user + system) of this process so far."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
+
+
+# --------------------------------------------------------------------------- data
+
+def load_case(folder: Path) -> dict:
+    """The case at 1 mm: z-scored FLAIR and T1Gd (over the brain mask), mask and expert regions."""
+    import nibabel as nib
+
+    from gliocascade.data import zscore
+    from gliocascade.labels import labels_to_regions
+
+    mask_img = nib.load(folder / "brainmask.nii.gz")
+    mask = np.asarray(mask_img.dataobj) > 0
+    stack = np.stack([np.asarray(nib.load(folder / f"{m}_subtrMeanDivStd.nii.gz").dataobj, dtype=np.float32)
+                      for m in ("Flair", "T1c")])
+    images = zscore(stack, mask)
+    labels = np.asarray(nib.load(folder / "OTMultiClass.nii.gz").dataobj).astype(np.uint8)
+    return {"flair": images[0], "t1ce": images[1], "mask": mask, "labels": labels,
+            "regions": labels_to_regions(labels, "2015").astype(bool), "affine": mask_img.affine,
+            "spacing": tuple(float(z) for z in mask_img.header.get_zooms()[:3])}
+
+
+def coarsen(case: dict, out: Path, cid: str) -> dict[str, Path]:
+    """2 mm copies of a case's FLAIR, T1Gd, mask and labels (2x2x2 block means; labels: one voxel
+    of each block), as NIfTI files a samplesheet can name."""
+    import nibabel as nib
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        x, y, z = (s // 2 * 2 for s in a.shape)
+        a = a[:x, :y, :z].astype(np.float32)
+        return a.reshape(x // 2, 2, y // 2, 2, z // 2, 2).mean(axis=(1, 3, 5))
+
+    affine = case["affine"].copy()
+    affine[:3, :3] = affine[:3, :3] * 2.0
+    affine[:3, 3] = affine[:3, 3] + case["affine"][:3, :3] @ np.full(3, 0.5)
+    out.mkdir(parents=True, exist_ok=True)
+    mask = blocks(case["mask"]) >= 0.5
+    files = {}
+    # the original z-scored values (background constant, not 0): the brain mask decides what counts
+    for name, array in (("flair", case["flair"]), ("t1ce", case["t1ce"])):
+        files[name] = out / f"{cid}_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(blocks(array) * mask, affine), files[name])
+    files["brainmask"] = out / f"{cid}_brainmask.nii.gz"
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), files["brainmask"])
+    files["seg"] = out / f"{cid}_seg.nii.gz"
+    lab = case["labels"][: mask.shape[0] * 2:2, : mask.shape[1] * 2:2, : mask.shape[2] * 2:2]
+    nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), files["seg"])
+    return files
+
+
+def samplesheet(path: Path, rows: dict[str, dict[str, Path]]) -> Path:
+    """A samplesheet of space=brats rows with T1 and T2 empty (the expert cases lack them)."""
+    lines = ["case_id,t1,t1ce,t2,flair,seg,brainmask,label_convention,space"]
+    for cid, f in rows.items():
+        lines.append(f"{cid},,{f['t1ce']},,{f['flair']},{f['seg']},{f['brainmask']},2015,brats")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# --------------------------------------------------------------------------- baseline
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == sizes.argmax()
+
+
+def baseline_regions(case: dict, t_wt: float, t_tc: float, t_et: float) -> np.ndarray:
+    wt = largest_component((case["flair"] > t_wt) & case["mask"])
+    return np.stack([wt, largest_component((case["t1ce"] > t_tc) & wt), (case["t1ce"] > t_et) & wt])
+
+
+def tune_baseline(train: list[dict]) -> tuple[float, float, float]:
+    """Thresholds maximising the mean Dice of the training cases (WT first, then TC and ET inside it)."""
+    from gliocascade.metrics import dice
+
+    t_wt = max(GRID, key=lambda t: (np.mean([dice(largest_component((c["flair"] > t) & c["mask"]), c["regions"][0])
+                                            for c in train]), -t))
+    wts = [largest_component((c["flair"] > t_wt) & c["mask"]) for c in train]
+    t_tc = max(GRID, key=lambda t: (np.mean([dice(largest_component((c["t1ce"] > t) & w), c["regions"][1])
+                                            for c, w in zip(train, wts)]), -t))
+    t_et = max(GRID, key=lambda t: (np.mean([dice((c["t1ce"] > t) & w, c["regions"][2])
+                                            for c, w in zip(train, wts)]), -t))
+    return float(t_wt), float(t_tc), float(t_et)
+
+
+def scores(pred: np.ndarray, case: dict) -> dict[str, float]:
+    from gliocascade.metrics import region_metrics
+
+    out = {}
+    for i, r in enumerate(REGIONS):
+        m = region_metrics(pred[i], case["regions"][i], case["spacing"])
+        out[f"dice_{r}"], out[f"hd95_{r}"] = float(m["dice"]), float(m["hd95"])
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: int, device: str) -> dict:
+    """Train on ``sheet`` within ``cpu_budget`` CPU-seconds: one calibration epoch fixes the epochs."""
+    from gliocascade.configs import load_config
+    from gliocascade.data import cases_from_samplesheet
+    from gliocascade.train import train
+
+    cases = cases_from_samplesheet(sheet)
+    cfg = load_config(config)
+    c0 = cpu_seconds()
+    train(cases, out / "calibration", cfg, epochs=1, steps_per_epoch=steps, device=device, precision="fp32",
+          progress=False, seed=0)
+    per_epoch = cpu_seconds() - c0
+    epochs = max(1, int(cpu_budget // per_epoch) - 1)  # the epoch count, with one epoch of slack
+    c1, t1 = cpu_seconds(), time.time()
+    model = train(cases, out / "model", cfg, epochs=epochs, steps_per_epoch=steps, device=device,
+                  precision="fp32", progress=False, seed=0)
+    return {"model": model, "epochs": epochs, "steps_per_epoch": steps, "calibration_cpu_s": round(per_epoch, 1),
+            "train_cpu_s": round(cpu_seconds() - c1, 1), "train_wall_s": round(time.time() - t1, 1)}
+
+
+def predict_fold(model: Path, files: dict[str, Path], case: dict, device: str) -> np.ndarray:
+    """Stage-2 regions at 1 mm: the model applied to the 2 mm copy, probabilities brought back."""
+    import torch
+    from scipy import ndimage
+
+    from gliocascade.configs import finish_config
+    from gliocascade.data import load_volume
+    from gliocascade.io import Case
+    from gliocascade.model_io import load_model
+    from gliocascade.train import predict_regions
+
+    loaded = load_model(model, device)
+    vol = load_volume(Case(case_id="test", images={"flair": files["flair"], "t1ce": files["t1ce"]},
+                           brainmask=files["brainmask"]))
+    cfg = finish_config(dict(loaded.config), None)
+    with torch.no_grad():  # the snapshot ensemble, as predict averages it
+        prob = np.mean([predict_regions(net, vol.images, cfg["divisor"], device) for net in loaded.networks], axis=0)
+    target = case["regions"].shape[1:]
+    fine = np.zeros((3, *target), dtype=np.float32)
+    for r in range(3):
+        up = ndimage.zoom(prob[r], 2.0, order=1)[: target[0], : target[1], : target[2]]
+        fine[r][: up.shape[0], : up.shape[1], : up.shape[2]] = up
+    return (fine > 0.5) & case["mask"][None]
+
+
+def main() -> None:
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("GLIOCASCADE_TEST_DATA", ROOT.parent / "shared" / "data")))
+    ap.add_argument("--config", default="small")
+    ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="process CPU time per fold for training")
+    ap.add_argument("--steps", type=int, default=20, help="steps per epoch")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2, 3])
+    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "real_learning.json")
+    args = ap.parse_args()
+    root = args.data / "expert_flair_t1c"
+    if not root.is_dir():
+        raise SystemExit(f"skipped: {root} not found (the expert-labelled cases)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("skipped: --device cuda but no CUDA device is available")
+    torch.set_num_threads(args.threads)
+    cases = {cid: load_case(root / cid) for cid in CASES}
+    folds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = {cid: coarsen(c, tmp / "2mm" / cid, cid) for cid, c in cases.items()}
+        for k in args.folds:
+            test = CASES[k]
+            train_ids = [c for c in CASES if c != test]
+            thresholds = tune_baseline([cases[c] for c in train_ids])
+            base = scores(baseline_regions(cases[test], *thresholds), cases[test])
+            sheet = samplesheet(tmp / f"fold{k}.csv", {c: files[c] for c in train_ids})
+            run = train_fold(sheet, tmp / f"fold{k}", args.config, args.cpu_seconds, args.steps, args.device)
+            model = scores(predict_fold(run.pop("model"), files[test], cases[test], args.device), cases[test])
+            folds.append({"fold": k, "test": test, "train": train_ids, "model": model, "baseline": base,
+                          "baseline_thresholds": dict(zip(REGIONS, thresholds)), **run})
+            print(json.dumps(folds[-1]), flush=True)
+    mean = {who: {key: float(np.mean([f[who][key] for f in folds])) for key in folds[0][who]}
+            for who in ("model", "baseline")}
+    beats = {r: all(f["model"][f"dice_{r}"] > f["baseline"][f"dice_{r}"] for f in folds) for r in ("WT", "ET")}
+    doc = {"data": "four BRATS 2013 cases with expert labels (FLAIR + T1Gd; T1, T2 absent), leave-one-out",
+           "config": args.config, "device": args.device, "threads": args.threads,
+           "cpu_seconds_per_fold": args.cpu_seconds, "resolution_mm": 2.0, "scored_at_mm": 1.0,
+           "folds": folds, "mean": mean, "model_beats_baseline_in_every_fold": beats,
+           "targets": {"mean_dice_WT": 0.80, "mean_dice_ET": 0.50},
+           "meets_targets": bool(all(beats.values()) and mean["model"]["dice_WT"] >= 0.80
+                                 and mean["model"]["dice_ET"] >= 0.50)}
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(doc, indent=2) + "\n")
+    print(json.dumps({"mean": mean, "beats": beats, "meets_targets": doc["meets_targets"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
