@@ -26,9 +26,8 @@ from .errors import InputError
 from .io import MODALITIES, Case, anchor_modality, atomic_path
 from .losses import cascade_loss
 from .metrics import dice
-from .model_card import is_phantom
-from .model_io import (CHECKPOINT, MODEL_JSON, SNAPSHOT_DIR, load_weights, read_model_json, resolve_device,
-                       save_weights, verified_weights, write_model_json)
+from .model_card import MODEL_JSON, is_phantom, read_model_json, write_model_json
+from .model_io import CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights, verified_weights
 from .precision import autocast, resolve_precision
 from .provenance import sha256_file
 from .networks import build_cascade
