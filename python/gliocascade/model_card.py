@@ -72,6 +72,12 @@ def read_model_json(folder: str | Path, check: bool = True) -> dict[str, Any]:
     return doc
 
 
+def card_sha256(folder: str | Path) -> str:
+    """The sha256 of ``folder/model.json``: provenance records it, and reports find a model's card
+    by it when the folder has moved (staged copies)."""
+    return sha256_file(Path(folder) / MODEL_JSON)
+
+
 def _write_doc(folder: Path, doc: dict[str, Any]) -> Path:
     """The one place model.json is written: atomically, so a reader never sees half a card."""
     with atomic_path(folder / MODEL_JSON) as tmp:

@@ -133,9 +133,9 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
 
 
 def _model_record(m) -> dict:
-    from .provenance import sha256_file
+    from .model_card import card_sha256
 
-    return {"folder": str(m.folder), "model_json_sha256": sha256_file(Path(m.folder) / "model.json"),
+    return {"folder": str(m.folder), "model_json_sha256": card_sha256(m.folder),
             "weights_sha256": m.card.get("sha256", {}), "config": m.config.get("name"),
             "networks": len(m.networks), "et_threshold": m.card.get("et_threshold")}
 
