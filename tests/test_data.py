@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gliocascade.data import Volume, augment, intensity_augment, pad_to_multiple, random_crop, random_flip, zscore
+from gliocascade.data import Volume, augment, intensity_augment, random_crop, random_flip, zscore
 
 
 def _brain(shape=(10, 12, 8)):
@@ -126,10 +126,3 @@ def test_augment_shapes_and_dtypes():
     i, r = augment(Volume("x", img, reg), (16, 16, 16), np.random.default_rng(0))
     assert i.shape == (4, 16, 16, 16) and i.dtype == np.float32 and r.dtype == np.uint8
     assert i.flags["C_CONTIGUOUS"] and r.flags["C_CONTIGUOUS"]
-
-
-def test_pad_to_multiple_roundtrip():
-    a = np.ones((4, 5, 9, 7), np.float32)
-    p, crop = pad_to_multiple(a, 4)
-    assert p.shape == (4, 8, 12, 8)
-    np.testing.assert_array_equal(p[crop], a)

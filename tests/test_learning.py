@@ -10,6 +10,7 @@ import torch
 
 from conftest import TINY_SHAPE, TINY_TRAIN_SEEDS, train_tiny
 from gliocascade.data import cases_from_folder, load_volume
+from gliocascade.metrics import dice
 from gliocascade.model_io import load_model
 from gliocascade.phantom import write_phantoms
 from gliocascade.train import predict_regions
@@ -24,11 +25,6 @@ def held_out(tmp_path_factory) -> Path:
     return root
 
 
-def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    s = pred.sum() + ref.sum()
-    return 1.0 if s == 0 else 2.0 * np.logical_and(pred, ref).sum() / s
-
-
 def held_out_dice(model_dir: Path, cases: Path) -> np.ndarray:
     """Per-case hard Dice (WT, TC, ET) of the snapshot ensemble's mean stage-2 probabilities."""
     model = load_model(model_dir)
@@ -39,7 +35,7 @@ def held_out_dice(model_dir: Path, cases: Path) -> np.ndarray:
         for case in cases_from_folder(cases):
             vol = load_volume(case)
             prob = np.mean([predict_regions(n, vol.images, model.config["divisor"]) for n in model.networks], axis=0)
-            rows.append([_dice(prob[r] > 0.5, vol.regions[r] > 0) for r in range(3)])
+            rows.append([dice(prob[r] > 0.5, vol.regions[r] > 0) for r in range(3)])
     finally:
         torch.set_num_threads(threads)
     return np.array(rows)

@@ -83,3 +83,84 @@ def test_run_says_the_et_threshold_was_never_tuned(tiny_model, tmp_path, cli, ca
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "ET threshold 0 voxels" not in text
     assert "ET threshold: not tuned" in text
+
+
+# --------------------------------------------------------------------------- model.json: one reader, one writer
+
+def test_model_card_module_imports_no_torch():
+    """model.json is read and written where torch is absent (tune-threshold, postprocess, reports)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "python") + os.pathsep + env.get("PYTHONPATH", "")
+    code = ("import sys, gliocascade.model_card, gliocascade.threshold_tuning, gliocascade.postprocess; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def _weights(folder, names):
+    import hashlib
+
+    hashes = {}
+    for i, rel in enumerate(names):
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(bytes([i + 1]) * (100 + i))
+        hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def test_model_json_written_and_read_back_with_the_weights_sha256(tmp_path):
+    from gliocascade.model_card import read_card, read_model_json, write_model_json
+
+    hashes = _weights(tmp_path, ["checkpoint.pt", "snapshots/001.pt", "snapshots/002.pt"])
+    card = {"label_convention": "2023", "orientation": "RAS", "split": {"train": ["a"], "val": ["b"]},
+            "modalities_used": ["t1", "t1ce"], "modalities_required": ["t1ce"], "modality_dropout": 0.25,
+            "et_threshold": 40, "source": "cases/", "n_cases": 2, "synthetic": False}
+    # a hash the caller already knows is recorded as given (the file is not read again)
+    known = {"snapshots/002.pt": "f" * 64}
+    write_model_json(tmp_path, {"name": "tiny"}, card, "checkpoint.pt", ["snapshots/001.pt", "snapshots/002.pt"], known)
+    doc = read_model_json(tmp_path)
+    assert doc["sha256"] == {"checkpoint.pt": hashes["checkpoint.pt"], "snapshots/001.pt": hashes["snapshots/001.pt"],
+                             "snapshots/002.pt": "f" * 64}
+    assert (doc["label_convention"], doc["orientation"], doc["et_threshold"]) == ("2023", "RAS", 40)
+    assert doc["modalities_required"] == ["t1ce"] and doc["split"]["val"] == ["b"]
+    assert doc["data_card"] == {"source": "cases/", "n_cases": 2, "synthetic": False}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "model.json", "snapshots"]  # no temporaries
+    shown = read_card(tmp_path)
+    assert (shown["et_threshold"], shown["modality_dropout"], shown["source"]) == (40, 0.25, "cases/")
+
+
+def test_model_json_update_keeps_the_hashes_and_refuses_a_broken_card(tmp_path):
+    import json
+
+    import pytest
+
+    from gliocascade.errors import InputError
+    from gliocascade.model_card import et_threshold_of, read_model_json, update_model_json, write_model_json
+
+    _weights(tmp_path, ["checkpoint.pt"])
+    write_model_json(tmp_path, {"name": "tiny"}, {"source": "x"}, "checkpoint.pt", [])
+    before = read_model_json(tmp_path)
+    assert et_threshold_of(tmp_path) is None and "et_threshold" not in before
+    update_model_json(tmp_path, {"et_threshold": 130, "et_threshold_tuning": {"cases": 5}})
+    after = read_model_json(tmp_path)
+    assert et_threshold_of(tmp_path) == 130 and after["et_threshold_tuning"] == {"cases": 5}
+    assert {k: v for k, v in after.items() if not k.startswith("et_threshold")} == before
+
+    for bad in (True, -1, "130"):
+        (tmp_path / "model.json").write_text(json.dumps({**before, "et_threshold": bad}))
+        with pytest.raises(InputError, match="et_threshold") as err:
+            et_threshold_of(tmp_path)
+        assert err.value.path == str(tmp_path / "model.json") and "\n" not in str(err.value)
+    # a card weights cannot be loaded from is refused, and left as it was
+    hand_made = json.dumps({"config": {"name": "tiny"}, "et_threshold": 5})
+    (tmp_path / "model.json").write_text(hand_made)
+    with pytest.raises(InputError, match="not a gliocascade model.json"):
+        update_model_json(tmp_path, {"et_threshold": 7})
+    assert (tmp_path / "model.json").read_text() == hand_made
+    assert read_model_json(tmp_path, check=False)["et_threshold"] == 5  # shown in reports all the same

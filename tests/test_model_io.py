@@ -130,7 +130,7 @@ def test_malformed_model_json_is_a_one_line_error(tmp_path, change):
     import json as _json
 
     from gliocascade.errors import InputError
-    from gliocascade.model_io import read_model_json
+    from gliocascade.model_card import read_model_json
 
     folder = tmp_path / "m"
     folder.mkdir()

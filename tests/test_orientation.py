@@ -247,7 +247,8 @@ def _tiny_folder(folder: Path, card: dict) -> Path:
 
 def test_model_json_orientation_written_defaulted_and_checked(tmp_path):
     from gliocascade.errors import InputError
-    from gliocascade.model_io import load_model, read_model_json
+    from gliocascade.model_card import read_model_json
+    from gliocascade.model_io import load_model
 
     default = _tiny_folder(tmp_path / "default", {"source": "x"})
     doc = _model_json(default)

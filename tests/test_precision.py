@@ -162,7 +162,7 @@ def _weights(folder):
 
 @pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_training_resume_is_bit_identical_in_each_precision(small_cases, tmp_path, precision):
-    from gliocascade.model_io import read_model_json
+    from gliocascade.model_card import read_model_json
 
     _small_train(small_cases, tmp_path / "full", precision, 2)
     _small_train(small_cases, tmp_path / "split", precision, 1)

@@ -69,7 +69,8 @@ class _FixedStage2(torch.nn.Module):
 
 
 def _volume(regions: np.ndarray) -> Volume:
-    return Volume("v", np.zeros((4, *regions.shape[1:]), np.float32), regions.astype(np.uint8))
+    """A case whose brain is the whole image (non-zero z-scored voxels everywhere)."""
+    return Volume("v", np.ones((4, *regions.shape[1:]), np.float32), regions.astype(np.uint8))
 
 
 def test_validation_dice_follows_brats_conventions():
@@ -97,6 +98,48 @@ def test_validation_dice_averages_cases_and_empty_case_is_perfect():
 
 def test_validation_dice_without_volumes_is_nan():
     assert all(np.isnan(v) for v in validation_dice(_FixedStage2(np.zeros((3, 1, 1, 1))), [], divisor=1))
+
+
+class _WhereInTheInput(torch.nn.Module):
+    """Stand-in cascade whose output depends on where a voxel lies in the input tensor, so a
+    different crop or padding of the same volume gives different probabilities."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv3d(4, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        ramp = torch.linspace(-2.0, 2.0, x.shape[2]).view(1, 1, -1, 1, 1)
+        return {"stage2": torch.sigmoid(self.conv(x) + ramp)}
+
+
+def test_validation_predicts_as_the_deployed_predictor(small_phantoms, tmp_path):
+    """Training validation sees exactly what predict (tta 1) computes: same brain window, same
+    padding, zero outside the brain; the validation Dice is metrics.dice of that prediction."""
+    from gliocascade.data import load_volume
+    from gliocascade.inference import stage2_probabilities
+    from gliocascade.io import discover_case
+    from gliocascade.metrics import dice
+    from gliocascade.model_io import LoadedModel
+    from gliocascade.orientation import to_orientation
+    from gliocascade.predict import case_probabilities, read_case
+    from gliocascade.train import predict_regions
+
+    case = discover_case(sorted(small_phantoms.iterdir())[0])
+    net = _WhereInTheInput().eval()
+    model = LoadedModel(card={}, config={"divisor": 8}, networks=[net], folder=tmp_path)
+    inputs = read_case(case.images, case.case_id)
+    deployed, _ = case_probabilities(inputs, [model], 1, stage2_probabilities, torch.device("cpu"))
+    deployed = to_orientation(deployed, inputs.reference.affine, "LPS")  # load_volume's order
+    vol = load_volume(case)
+    validated = predict_regions(net, vol.images, 8)
+    np.testing.assert_allclose(validated, deployed, atol=1e-6)
+    with torch.no_grad():  # the whole volume unwindowed would differ: the comparison can fail
+        whole = net(torch.from_numpy(vol.images[None]))["stage2"][0].numpy()
+    assert not np.allclose(whole * (validated > 0), validated, atol=1e-3)
+    expected = [dice(p, r) for p, r in zip(deployed > 0.5, vol.regions)]
+    assert validation_dice(net, [vol], 8) == pytest.approx(expected)
 
 
 @pytest.fixture

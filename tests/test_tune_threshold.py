@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from gliocascade.io import brats_affine, write_labels
-from gliocascade.postprocess import THRESHOLD_GRID, best_threshold
+from gliocascade.threshold_tuning import THRESHOLD_GRID, best_threshold
 
 
 def _case(shape, pred_et: int, gt_et: int) -> tuple[np.ndarray, np.ndarray]:

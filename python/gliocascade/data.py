@@ -221,10 +221,3 @@ def drop_modalities(images: np.ndarray, rng: np.random.Generator, p: float) -> n
     out[drop] = 0
     return out
 
-
-def pad_to_multiple(array: np.ndarray, divisor: int) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """Zero-pad the spatial axes of (C, X, Y, Z) up to multiples of ``divisor``; returns the crop back."""
-    shape = array.shape[1:]
-    target = [int(np.ceil(n / divisor) * divisor) for n in shape]
-    pad = [(0, 0)] + [(0, t - n) for n, t in zip(shape, target)]
-    return np.pad(array, pad), (slice(None),) + tuple(slice(0, n) for n in shape)

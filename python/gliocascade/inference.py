@@ -3,7 +3,9 @@
 The paper segments the whole brain at once (no sliding window) and averages the probabilities of
 8 snapshots, each fed a different axis flip. This module does exactly that for any module that
 returns the cascade's dict (``"stage2"``: (N, 3, D, H, W) sigmoid probabilities), so that it can
-be tested with small stand-in networks.
+be tested with small stand-in networks. Prediction and training's validation both go through
+:func:`brain_probabilities` (validation with tta 1), so a validation Dice measures the windowing
+that is deployed.
 """
 from __future__ import annotations
 
@@ -104,3 +106,17 @@ def ensemble_probabilities(models: Sequence[Sequence[nn.Module]], x: torch.Tenso
                     progress(1)
     assert total is not None
     return total / count
+
+
+def brain_probabilities(models: Sequence[Sequence[nn.Module]], images: np.ndarray, brain: np.ndarray, divisor: int,
+                        tta: int, runner: Runner = stage2_probabilities, device: torch.device | str = "cpu",
+                        progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, Window] | None:
+    """(3, X, Y, Z) mean stage-2 probabilities of z-scored ``images`` (C, X, Y, Z), computed on the
+    box of ``brain`` padded to ``divisor`` and zero outside that box, with the window used; None
+    when ``brain`` is empty (there is nothing to segment)."""
+    window = make_window(brain, divisor)
+    if window is None:
+        return None
+    x = torch.from_numpy(np.ascontiguousarray(crop_pad(images, window)))[None].to(device)
+    probs = ensemble_probabilities(models, x, tta, runner, progress)
+    return uncrop(probs[0].cpu().numpy(), window), window

@@ -189,6 +189,8 @@ def anchor_modality(present: Collection[str]) -> str:
 def check_one_exam(images: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
     """Refuse a modality that is identical to another or whose brain outline is not T1Gd's
     (another patient's image, or one co-registered to another exam); absent modalities are skipped."""
+    from .metrics import dice  # the one Dice (metrics reads files through this module)
+
     mods = [m for m in MODALITIES if m in arrays]
     for i, a in enumerate(mods):
         for b in mods[i + 1:]:
@@ -200,7 +202,7 @@ def check_one_exam(images: dict[str, Path], arrays: dict[str, np.ndarray]) -> No
         if mod == anchor:
             continue
         outline = arrays[mod] != 0
-        score = 2.0 * np.count_nonzero(ref & outline) / (np.count_nonzero(ref) + np.count_nonzero(outline))
+        score = dice(ref, outline)
         if score < OUTLINE_DICE_MIN:
             raise InputError(images[mod], f"brain outline (non-zero voxels) overlaps T1Gd's with Dice {score:.3f} "
                                           f"< {OUTLINE_DICE_MIN}: not the same exam as {images['t1ce']} "

@@ -128,7 +128,7 @@ def _region_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...
     fp, fn = n_pred - tp, n_ref - tp
     tn = n_voxels - tp - fp - fn
     return {
-        "dice": 1.0 if n_pred + n_ref == 0 else 2.0 * tp / (n_pred + n_ref),
+        "dice": dice(pred, ref),
         "hd95": _hd95_cropped(pred, ref, spacing),
         # Empty reference: 1 when the prediction is empty too, else 0 (BraTS).
         "sensitivity": (1.0 if n_pred == 0 else 0.0) if n_ref == 0 else tp / n_ref,

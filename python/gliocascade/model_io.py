@@ -1,7 +1,8 @@
 """Model folders: ``model.json`` + ``checkpoint.pt`` + ``snapshots/NNN.pt``, loaded without unpickling.
 
 Everything inference needs (config, label convention, data split, data card, weight hashes,
-optional ET threshold) lives in ``model.json``; weights are read with
+optional ET threshold) lives in ``model.json``, read and written by ``model_card`` (torch-free);
+weights are read with
 ``torch.load(weights_only=True)`` and checked against their sha256 first, so a model folder from
 elsewhere can never execute code or silently load the wrong weights.
 """
@@ -17,18 +18,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from . import __version__
 from .configs import finish_config, network_keys
 from .errors import InputError
-from .io import atomic_path, read_json_object
-from .orientation import BRATS_ORIENTATION, codes_text
+from .io import atomic_path
+from .model_card import MODEL_JSON, card_orientation, read_model_json, write_model_json
 from .provenance import sha256_file
 
-MODEL_JSON = "model.json"
 CHECKPOINT = "checkpoint.pt"
 SNAPSHOT_DIR = "snapshots"
-FORMAT = "gliocascade-model"
-# Keys of the data card that model.json keeps at its top level.
 
 
 @dataclass
@@ -44,20 +41,6 @@ class LoadedModel:
     def orientation(self) -> str:
         """Axis codes of the arrays the networks were trained on (cases are brought to them first)."""
         return card_orientation(self.card, Path(self.folder) / MODEL_JSON)
-
-
-def card_orientation(doc: dict[str, Any], path: str | Path | None = None) -> str:
-    """The checked ``orientation`` of a model.json document; absent means BraTS-stored arrays (LPS),
-    which is what every model written before the field existed was trained on."""
-    value = doc.get("orientation")
-    if value is None:
-        return BRATS_ORIENTATION
-    if not isinstance(value, str):
-        raise InputError(path, f"model.json: orientation must be a string of three axis codes, not {value!r}")
-    try:
-        return codes_text(value)
-    except ValueError as exc:
-        raise InputError(path, f"model.json: {exc}") from None
 
 
 def ensemble_orientation(models: Sequence[LoadedModel]) -> str:
@@ -140,37 +123,6 @@ def load_weights(path: str | Path, config: dict[str, Any] | None = None,
     return state
 
 
-def write_model_json(folder: str | Path, config: dict[str, Any], card: dict[str, Any],
-                     checkpoint: str | None, snapshots: list[str], known_sha256: dict[str, str] | None = None) -> Path:
-    """(Re)write model.json atomically with the sha256 of every weight file named (``known_sha256``:
-    hashes the caller computed when it wrote the files, so they are not read again).
-
-    The card's ``orientation`` (the axis codes of the training arrays; default LPS, the BraTS
-    storage order) goes to the top level, beside the label convention.
-    """
-    folder = Path(folder)
-    card = dict(card)
-    orientation = card.pop("orientation", None)
-    doc: dict[str, Any] = {"format": FORMAT, "format_version": 1, "gliocascade_version": __version__,
-                           "config": config, "label_convention": str(card.pop("label_convention", "2019")),
-                           "orientation": codes_text(BRATS_ORIENTATION if orientation is None else orientation),
-                           "split": card.pop("split", None)}
-    for key in ("modalities_used", "modalities_required", "modality_dropout"):  # DESIGN's model card
-        if key in card:
-            doc[key] = card.pop(key)
-    if card.get("et_threshold") is not None:
-        doc["et_threshold"] = int(card.pop("et_threshold"))
-    card.pop("et_threshold", None)
-    doc["data_card"] = card
-    files = ([checkpoint] if checkpoint else []) + list(snapshots)
-    doc["checkpoint"] = checkpoint
-    doc["snapshots"] = list(snapshots)
-    doc["sha256"] = {rel: (known_sha256 or {}).get(rel) or sha256_file(folder / rel) for rel in files}
-    with atomic_path(folder / MODEL_JSON) as tmp:
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    return folder / MODEL_JSON
-
-
 def write_model_folder(folder: str | Path, config: dict[str, Any], checkpoint_state: dict[str, Any],
                        snapshot_states: list[dict[str, Any]], card: dict[str, Any]) -> Path:
     """Write a complete model folder; states are dicts with a ``model`` state dict (or bare state dicts)."""
@@ -184,29 +136,6 @@ def write_model_folder(folder: str | Path, config: dict[str, Any], checkpoint_st
         snaps.append(rel)
     write_model_json(folder, config, card, CHECKPOINT, snaps)
     return folder
-
-
-def read_model_json(folder: str | Path) -> dict[str, Any]:
-    """Parse and check a folder's model.json."""
-    folder = Path(folder)
-    path = folder / MODEL_JSON
-    if not folder.is_dir():
-        raise InputError(folder, "model folder not found")
-    if not path.is_file():
-        raise InputError(path, "not a model folder: model.json missing")
-    doc = read_json_object(path, "model.json")
-    if doc.get("format") != FORMAT or "config" not in doc or "sha256" not in doc:
-        raise InputError(path, "not a gliocascade model.json (format, config or sha256 missing)")
-    if not isinstance(doc["config"], dict) or not isinstance(doc["sha256"], dict):
-        raise InputError(path, "model.json: config and sha256 must be objects")
-    card_orientation(doc, path)  # refuse a malformed orientation before any weights are read
-    names = doc.get("snapshots") or []
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise InputError(path, "model.json: snapshots must be a list of file names")
-    for rel in [*names, doc.get("checkpoint") or ""]:
-        if rel and (Path(rel).is_absolute() or ".." in Path(rel).parts):
-            raise InputError(path, f"model.json: weight file {rel!r} must lie inside the model folder")
-    return doc
 
 
 def verified_weights(folder: str | Path, doc: dict[str, Any], rel: str, also: tuple[str, ...] = ()) -> Path:

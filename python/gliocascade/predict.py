@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
-from .inference import crop_pad, ensemble_probabilities, make_window, tta_passes, uncrop
+from .inference import brain_probabilities, tta_passes
 from .io import (MODALITIES, atomic_paths, case_folders, error_naming, discover_case,
                  anchor_modality, read_modalities)
 from .labels import regions_to_labels
@@ -120,12 +120,11 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
     mask = None if case.mask is None else to_orientation(case.mask, affine, orientation)
     norm = zscore(images, mask)
     brain = brain_of(images, mask)
-    window = make_window(brain, _divisor(models))
-    if window is None:
+    found = brain_probabilities([m.networks for m in models], norm, brain, _divisor(models), tta, runner, device,
+                                progress)
+    if found is None:
         raise InputError(next(iter(case.paths.values())), "no brain voxels (all modalities zero, or empty brain mask)")
-    x = torch.from_numpy(np.ascontiguousarray(crop_pad(norm, window)))[None].to(device)
-    probs = ensemble_probabilities([m.networks for m in models], x, tta, runner, progress)
-    full = uncrop(probs[0].cpu().numpy(), window)
+    full, window = found
     full *= (mask if mask is not None else np.any(images != 0, axis=0))[None]
     box = [[s.start, s.stop] for s in window.box]
     info = {"box": box_from_orientation(box, brain.shape, affine, orientation),
@@ -134,9 +133,9 @@ def case_probabilities(case: CaseInput, models: Sequence, tta: int, runner, devi
 
 
 def _model_record(m) -> dict:
-    from .hashing import sha256_file
+    from .model_card import card_sha256
 
-    return {"folder": str(m.folder), "model_json_sha256": sha256_file(Path(m.folder) / "model.json"),
+    return {"folder": str(m.folder), "model_json_sha256": card_sha256(m.folder),
             "weights_sha256": m.card.get("sha256", {}), "config": m.config.get("name"),
             "networks": len(m.networks), "et_threshold": m.card.get("et_threshold")}
 

@@ -266,10 +266,9 @@ def case_sources(run_dir: Path | None, case_ids: list[str] | None,
 
 def model_cards(models: list[Path]) -> dict[str, dict]:
     """model.json sha256 -> card of each model folder given to the report (pages find cards by hash)."""
-    from .model_card import read_card
-    from .hashing import sha256_file
+    from .model_card import card_sha256, read_card
 
-    return {sha256_file(Path(m) / "model.json"): read_card(m) for m in models}
+    return {card_sha256(m): read_card(m) for m in models}
 
 
 def case_rows(cohort: pd.DataFrame, out: Path, sources: dict[str, dict[str, Path]],

@@ -19,15 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import (Volume, augment, drop_modalities, load_volume,
-                   pad_to_multiple)
+from .data import Volume, augment, drop_modalities, load_volume
 from .errors import InputError
+from .inference import brain_probabilities
 from .io import MODALITIES, Case, anchor_modality, atomic_path
 from .losses import cascade_loss
 from .metrics import dice
-from .model_card import is_phantom
-from .model_io import (CHECKPOINT, MODEL_JSON, SNAPSHOT_DIR, load_weights, read_model_json, resolve_device,
-                       save_weights, verified_weights, write_model_json)
+from .model_card import MODEL_JSON, is_phantom, read_model_json, write_model_json
+from .model_io import CHECKPOINT, SNAPSHOT_DIR, load_weights, resolve_device, save_weights, verified_weights
 from .precision import autocast, resolve_precision
 from .provenance import sha256_file
 from .networks import build_cascade
@@ -84,15 +83,17 @@ def restore_rng(state: dict[str, Any], np_rng: np.random.Generator) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 
-@torch.no_grad()
 def predict_regions(model: torch.nn.Module, images: np.ndarray, divisor: int,
                     device: torch.device | str = "cpu") -> np.ndarray:
-    """Stage-2 probabilities (3, X, Y, Z) of a whole z-scored volume (padded to the divisor)."""
+    """Stage-2 probabilities (3, X, Y, Z) of a whole z-scored volume, as the deployed predictor
+    computes them with one pass (tta 1): on the brain box padded to the divisor, 0 outside the
+    brain (the voxels z-scoring left non-zero)."""
     model.eval()
-    padded, crop = pad_to_multiple(images, divisor)
-    x = torch.from_numpy(padded[None]).to(device)
-    prob = model(x)["stage2"][0].float().cpu().numpy()
-    return prob[crop]
+    brain = np.any(np.asarray(images) != 0, axis=0)
+    found = brain_probabilities([[model]], images, brain, divisor, tta=1, device=device)
+    if found is None:  # no brain: nothing is predicted
+        return np.zeros((3, *brain.shape), dtype=np.float32)
+    return found[0] * brain[None]
 
 
 def validation_dice(model: torch.nn.Module, volumes: list[Volume], divisor: int,

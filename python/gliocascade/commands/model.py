@@ -64,7 +64,7 @@ def model_summary_command(config: str) -> int:
 def tune_threshold_command(pred: Path, gt: Path | None, models: tuple[Path, ...], pred_labels: str = "2019",
                            gt_labels: str = "2019", references: Path | None = None) -> int:
     """`gliocascade tune-threshold`: pick N on validation cases, write it to each model.json."""
-    from ..postprocess import tune_threshold
+    from ..threshold_tuning import tune_threshold
 
     tune_threshold(Path(pred), gt, [Path(m) for m in models], pred_labels, gt_labels, references)
     return 0
