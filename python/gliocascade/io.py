@@ -189,7 +189,7 @@ def anchor_modality(present: Collection[str]) -> str:
 def check_one_exam(images: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
     """Refuse a modality that is identical to another or whose brain outline is not T1Gd's
     (another patient's image, or one co-registered to another exam); absent modalities are skipped."""
-    from .metrics import dice  # the one Dice (metrics reads files through this module)
+    from .overlap import dice  # the one Dice
 
     mods = [m for m in MODALITIES if m in arrays]
     for i, a in enumerate(mods):

@@ -33,6 +33,7 @@ from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binar
 from scipy.spatial import cKDTree
 
 from .errors import InputError
+from .overlap import dice  # noqa: F401  (re-exported: metrics.dice is the reported metric)
 from .geometry import BRATS_DIAGONAL_MM, bounding_box  # HD95 of one empty mask: the grid's diagonal
 from .io import atomic_path, check_same_grid, load_nifti, read_labels, same_grid
 from .labels import REGIONS, labels_to_regions, signature_warning
@@ -57,15 +58,6 @@ def metric_columns(with_reference: bool = True) -> list[str]:
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size (mm) along each array axis: the lengths of the affine's columns."""
     return tuple(float(v) for v in np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0)))
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two boolean masks; 1.0 when both are empty (BraTS convention)."""
-    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.count_nonzero(a & b)) / total
 
 
 def _border(mask: np.ndarray) -> np.ndarray:
