@@ -3,7 +3,7 @@
 - the entry layer (`cli.py`, `commands/`) is the only code that imports click or prints;
 - no import circle, counting imports inside functions too (a lazy import hides a circle from
   Python, not from a reader);
-- the file-name patterns of a case are spelled in one module, the case layout;
+- the file-name patterns of a case are spelled in one module, the case layout (not yet: xfail);
 - `gliocascade --help` and `--version` load no torch (every Nextflow task runs `--version`).
 """
 from __future__ import annotations
@@ -130,6 +130,8 @@ def _code_strings(path: Path, entry_layer: bool) -> list[tuple[int, str]]:
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in skip]
 
 
+@pytest.mark.xfail(strict=True, reason="the case layout module (layout.py) is not written yet: names are "
+                                       "spelled in about twelve modules")
 def test_case_file_names_are_spelled_in_the_layout_module_only():
     assert LAYOUT_MODULE in MODULES, f"{LAYOUT_MODULE} owns the case layout"
     spelled = {p: [] for p in LAYOUT_PATTERNS}
