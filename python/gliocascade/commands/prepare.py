@@ -26,7 +26,10 @@ def convert_command(dicom: Path | None, out: Path, case_id: str | None = None, t
                     t1ce: Path | None = None, t2: Path | None = None, flair: Path | None = None) -> int:
     """`gliocascade convert`: a summary on stderr, results in files."""
     from ..dicom import convert, log_series
+    from ..errors import InputError
 
+    if dicom is None and not any(p is not None for p in (t1, t1ce, t2, flair)):
+        raise InputError(None, "give --dicom STUDY_DIR or series folders with --t1/--t1ce/--t2/--flair")
     series = convert(out, dicom, case_id, {"t1": t1, "t1ce": t1ce, "t2": t2, "flair": flair})
     log_series(series)
     converted = sum(s.status == "converted" for s in series)
