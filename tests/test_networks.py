@@ -145,3 +145,17 @@ def test_trained_end_to_end_stage2_loss_reaches_stage1():
     model(torch.randn(1, 4, 16, 16, 16))["stage2"].sum().backward()
     g = model.stage1.encoder.init_conv.conv.weight.grad
     assert g is not None and float(g.abs().sum()) > 0  # stage-1 maps are not detached
+
+
+def test_small_config_runs_its_crops_and_is_between_tiny_and_paper():
+    """`small` (real data on 2 cores): its 48^3 crop fits its four levels and a forward pass gives
+    three region maps of the crop's size; its size lies between tiny's and the paper's."""
+    small = load_config("small")
+    assert small["levels"] == 4 and all(c % small["divisor"] == 0 for c in small["crop"])
+    with torch.device("meta"):
+        sizes = {n: parameter_counts(build_cascade(load_config(n)))["total_training"] for n in ("tiny", "small", "paper")}
+    assert sizes["tiny"] < sizes["small"] < sizes["paper"]
+    net = build_cascade(small).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, small["in_channels"], *small["crop"]))
+    assert tuple(out["stage2"].shape) == (1, 3, *small["crop"])
