@@ -22,6 +22,7 @@ from . import __version__
 from .errors import InputError
 from .io import atomic_path
 from .labels import CONVENTIONS
+from .layout import CasePaths, seg_name, seg_native_name
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def check_bids_ids(case_ids: Iterable[str]) -> None:
     for cid in case_ids:
         key = bids_prefix(cid)
         if key in seen:
-            raise InputError(None, f"--layout bids: cases {seen[key]!r} and {cid!r} would both be sub-{key[0]}"
+            raise InputError(None, f"BIDS layout: cases {seen[key]!r} and {cid!r} would both be sub-{key[0]}"
                                    + (f"_ses-{key[1]}" if key[1] else "") + "; rename one")
         seen[key] = cid
 
@@ -114,8 +115,8 @@ def dseg_table(label_convention: str) -> str:
 
 def _case_record(case_dir: Path, label_convention: str) -> dict:
     """What every sidecar of one case says: models (id, hashes), version, atlas release, labels."""
-    pred = _read_json(case_dir / "provenance_predict.json")
-    pre = _read_json(case_dir / "preprocessed" / "provenance_preprocess.json")
+    paths = CasePaths(case_dir, case_dir.name)
+    pred, pre = _read_json(paths.provenance("predict")), _read_json(paths.provenance("preprocess"))
     models = [{"Id": Path(m.get("folder", "")).name, "ModelJsonSha256": m.get("model_json_sha256"),
                "Config": m.get("config")} for m in pred.get("models", [])]
     return {"LabelConvention": f"BraTS {label_convention}",
@@ -143,7 +144,7 @@ def write_case(root: Path, case_id: str, case_dir: Path, label_convention: str, 
     common = _case_record(case_dir, label_convention)
     raw = _raw_uri(t1ce, source)
     written = []
-    seg, seg_native = case_dir / f"{case_id}_seg.nii.gz", case_dir / f"{case_id}_seg_native.nii.gz"
+    seg, seg_native = case_dir / seg_name(case_id), case_dir / seg_native_name(case_id)
     if seg.is_file():
         dest = anat / f"{prefix}_space-{TEMPLATE_SPACE}_dseg.nii.gz"
         sidecar = {"Description": "tumour sub-regions on the BraTS 240x240x155 1 mm grid of the SRI24 atlas",

@@ -11,13 +11,9 @@ from pathlib import Path
 
 from .errors import InputError
 from .io import read_csv_rows
+from .layout import REPORT_ROLES
 
 COLUMNS = ("case_id", "role", "path")
-STEPS = ("preprocess", "predict", "postprocess", "evaluate")
-# seg/seg_native: the final labels; t1..flair, brainmask: BraTS space; native_t1ce: the exam's own
-# T1Gd (native panel); reference: the row's seg; provenance_<step>: each step's record.
-ROLES = ("seg", "seg_native", "t1", "t1ce", "t2", "flair", "brainmask", "reference", "native_t1ce",
-         *(f"provenance_{s}" for s in STEPS))
 
 
 def read_case_files(path: Path) -> dict[str, dict[str, Path]]:
@@ -31,8 +27,8 @@ def read_case_files(path: Path) -> dict[str, dict[str, Path]]:
     cases: dict[str, dict[str, Path]] = {}
     for n, row in enumerate(rows, start=2):
         case_id, role, name = (row[c] or "" for c in COLUMNS)
-        if not case_id or role not in ROLES:
-            raise InputError(path, f"line {n}: needs a case_id and a role among {', '.join(ROLES)}")
+        if not case_id or role not in REPORT_ROLES:
+            raise InputError(path, f"line {n}: needs a case_id and a role among {', '.join(REPORT_ROLES)}")
         if role in cases.get(case_id, {}):
             raise InputError(path, f"line {n}: case {case_id!r} names role {role!r} twice")
         file = Path(name) if Path(name).is_absolute() else path.parent / name

@@ -13,6 +13,7 @@ import numpy as np
 from .errors import InputError
 from .io import MODALITIES, Case, anchor_modality, check_same_grid, discover_case, read_labels, read_modalities
 from .labels import labels_to_regions
+from .layout import seg_name
 
 
 def present_channels(images: np.ndarray) -> list[int]:
@@ -79,7 +80,7 @@ def cases_from_folder(folder: str | Path, label_convention: str | None = None) -
     for sub in subs:
         case = discover_case(sub)  # raises naming the missing modality
         if case.seg is None:
-            raise InputError(sub, f"case {case.case_id} has no segmentation (<id>_seg.nii.gz) to train on")
+            raise InputError(sub, f"case {case.case_id} has no segmentation ({seg_name('<id>')}) to train on")
         if label_convention:
             case.label_convention = str(label_convention)
         cases.append(case)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .io import atomic_path
+from .layout import COHORT_METRICS_NAME, REPORT_DIR
 from .phantom import write_phantoms
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ def run_demo(out: Path, quick: bool = False, workers: int = 2, settings: DemoSet
     sheet = write_samplesheet(out / "samplesheet.csv", test_cases)
     results = run_pipeline(sheet, [model], out / "run", workers=workers, tta=settings.tta, device="cpu")
     t_run = time.time()
-    scores = mean_dice(out / "run" / "report" / "cohort_metrics.csv")
+    scores = mean_dice(out / "run" / REPORT_DIR / COHORT_METRICS_NAME)
     summary = {"settings": asdict(settings), "quick": quick, "workers": workers, "dice": scores,
                "failed_cases": [r.case_id for r in results if not r.ok],
                "seconds": {"phantoms": round(t_data - t0, 1), "train": round(t_train - t_data, 1),
@@ -131,5 +132,5 @@ def run_demo(out: Path, quick: bool = False, workers: int = 2, settings: DemoSet
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     log.info("demo: mean Dice %.3f (WT %.3f, TC %.3f, ET %.3f) on %d held-out phantoms in %.0f s; "
              "report: %s", scores["mean"], scores["WT"], scores["TC"], scores["ET"], scores["cases"],
-             t_run - t0, out / "run" / "report" / "report.html")
+             t_run - t0, out / "run" / REPORT_DIR / "report.html")
     return 1 if summary["failed_cases"] else 0

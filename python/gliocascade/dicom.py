@@ -25,6 +25,7 @@ import numpy as np
 from .deid import Identifiers, identifiers_of, safe_name, scrub_nifti_header, scrub_sidecar_file
 from .errors import InputError
 from .io import CASE_ID_PATTERN
+from .layout import provenance_name
 from .series_id import MODALITIES, OTHER, Candidate, choose, identify
 
 log = logging.getLogger(__name__)
@@ -372,7 +373,7 @@ def convert(out: Path, dicom: Path | None = None, case_id: str | None = None,
         if case_id is not None:
             _write_case(tmp, case_id, series, override_series, dicom)
         _write_series_csv(tmp / "series.csv", series, tmp, ids)
-        write_provenance(tmp / "provenance_convert.json", "convert", {},
+        write_provenance(tmp / provenance_name("convert"), "convert", {},
                          {"dcm2niix_flags": DCM2NIIX_FLAGS, "case_id": case_id,
                           "overrides": sorted(overrides)}, started,
                          extra={"dcm2niix": dcm2niix_version(), "series": len(series)})

@@ -22,15 +22,14 @@ import pandas as pd
 from .errors import InputError
 from .geometry import BRATS_AFFINE, BRATS_SHAPE, brats_affine  # noqa: F401  (the grid lives in geometry)
 from .labels import READABLE
+# MODALITIES is re-exported: readers of the samplesheet and of images take the roles from io.
+from .layout import MODALITIES, REPORT_DIR, case_id_of_anchor, find_image, image_name  # noqa: F401
 
-MODALITIES = ("t1", "t1ce", "t2", "flair")
 # Case ids become file and folder names: ASCII letters, digits, '-', '_', '.', never a leading dot
 # (a hidden folder, and '.' or '..'). Ids differing only in case are refused by the samplesheet schema.
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 # Names the run's output tree uses for itself, so no case may take them.
-RESERVED_CASE_IDS = ("report",)
-# BraTS 2023 file suffixes for each modality (and the segmentation).
-BRATS2023_NAMES = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"}
+RESERVED_CASE_IDS = (REPORT_DIR,)
 
 
 # --------------------------------------------------------------------------- reading
@@ -385,33 +384,19 @@ class Case:
     brainmask: Path | None = None
 
 
-def _find(folder: Path, stems: list[str]) -> Path | None:
-    for stem in stems:
-        for ext in (".nii.gz", ".nii"):
-            p = folder / f"{stem}{ext}"
-            if p.exists():
-                return p
-    return None
-
-
 def case_id_from_files(folder: Path) -> str:
-    """The case id from the files' prefix (``<id>_t1ce.nii.gz`` or ``<id>-t1c.nii.gz``), not the folder."""
+    """The case id from the T1Gd file's prefix (either naming of the case layout), not the folder."""
     folder = Path(folder)
     for p in sorted(folder.iterdir()) if folder.is_dir() else []:
-        name = p.name
-        for ext in (".nii.gz", ".nii"):
-            if not name.endswith(ext):
-                continue
-            stem = name[: -len(ext)]
-            if stem.endswith("_t1ce"):
-                return stem[: -len("_t1ce")]
-            if stem.endswith("-t1c"):
-                return stem[: -len("-t1c")]
-    raise InputError(folder, "no T1Gd image (<id>_t1ce.nii.gz or <id>-t1c.nii.gz) found in case folder")
+        cid = case_id_of_anchor(p.name)
+        if cid is not None:
+            return cid
+    raise InputError(folder, f"no T1Gd image ({image_name('<id>', 't1ce')} or {image_name('<id>', 't1ce', '2023')}) "
+                             "found in case folder")
 
 
 def discover_case(folder: str | Path, case_id: str | None = None, require_all: bool = True) -> Case:
-    """Find a BraTS-layout case in ``folder`` (2019 ``_t1ce`` or 2023 ``-t1c`` names).
+    """Find a BraTS-layout case in ``folder`` (2019 or 2023 names, ``layout.SUFFIXES``).
 
     The label convention of ``seg`` follows the naming: 2023 names imply ET = 3.
     """
@@ -422,18 +407,18 @@ def discover_case(folder: str | Path, case_id: str | None = None, require_all: b
     images: dict[str, Path] = {}
     is_2023 = False
     for mod in MODALITIES:
-        p = _find(folder, [f"{cid}_{mod}"])
+        p = find_image(folder, cid, mod, ("2019",))
         if p is None:
-            p = _find(folder, [f"{cid}-{BRATS2023_NAMES[mod]}"])
+            p = find_image(folder, cid, mod, ("2023",))
             is_2023 = is_2023 or p is not None
         if p is None:
             if require_all:
-                raise InputError(folder / f"{cid}_{mod}.nii.gz", f"modality {mod} missing for case {cid}")
+                raise InputError(folder / image_name(cid, mod), f"modality {mod} missing for case {cid}")
             continue
         images[mod] = p
-    seg = _find(folder, [f"{cid}_seg", f"{cid}-seg"])
+    seg = find_image(folder, cid, "seg")
     # A preprocessed case carries its brain mask: z-scoring uses it in training and prediction alike.
-    brainmask = _find(folder, [f"{cid}_brainmask"])
+    brainmask = find_image(folder, cid, "brainmask")
     return Case(cid, images, seg, "2023" if is_2023 else "2019", "brats", brainmask)
 
 

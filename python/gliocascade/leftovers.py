@@ -12,6 +12,8 @@ import re
 import shutil
 from pathlib import Path
 
+from .layout import REPORT_DIR
+
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".partial-"
@@ -54,7 +56,7 @@ def discard_run_leftovers(out: Path, case_ids: list[str]) -> list[Path]:
     removed: list[Path] = []
     for cid in case_ids:
         removed += discard_case_leftovers(out / cid)
-    removed += discard_temporaries(out / "report")
+    removed += discard_temporaries(out / REPORT_DIR)
     if removed:
         log.info("removed %d unfinished leftover(s) of an interrupted run in %s", len(removed), out)
     return removed

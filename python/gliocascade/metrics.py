@@ -37,6 +37,7 @@ from .overlap import dice  # noqa: F401  (re-exported: metrics.dice is the repor
 from .geometry import BRATS_DIAGONAL_MM, bounding_box  # HD95 of one empty mask: the grid's diagonal
 from .io import atomic_path, check_same_grid, load_nifti, read_labels, same_grid
 from .labels import REGIONS, labels_to_regions, signature_warning
+from .layout import provenance_name
 from .provenance import write_provenance
 
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ def evaluate_to_files(pred: Path, gt: Path | None, case_id: str, out: Path, pred
     brain = brain_on_grid(brain_images, gt) if gt is not None and brain_images else None
     row, qc, warnings = evaluate_case_qc(chosen, gt, case_id, pred_labels, gt_labels, brain, lesion_task)
     write_metrics_csv([row], Path(out))
-    write_provenance(Path(out).parent / "provenance_evaluate.json", "evaluate", {"pred": chosen, "gt": gt},
+    write_provenance(Path(out).parent / provenance_name("evaluate"), "evaluate", {"pred": chosen, "gt": gt},
                      {"case_id": case_id, "pred_labels": pred_labels, "gt_labels": gt_labels,
                       **({"lesion_task": lesion_task} if lesion_task is not None else {})}, started,
                      extra={"output": str(out), "warnings": warnings, **({"qc": qc} if qc is not None else {})})

@@ -173,7 +173,7 @@ def missing_modalities_error(cards: list[dict[str, Any]], images: dict[str, Any]
     needing = next(c for c in cards if set(missing) & set(c["modalities_required"]))
     return (f"case {case_id}: modality {', '.join(missing)} missing, and model {needing['folder']} requires it "
             f"(model.json modalities_required: {', '.join(needing['modalities_required'])}; train with "
-            "--modality-dropout to segment without it)")
+            "modality dropout to segment without it)")
 
 
 def optional_modalities(cards: list[dict[str, Any]], images: dict[str, Any], case_id: str) -> list[str]:

@@ -61,7 +61,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(None, "--device cuda: no CUDA device is available (use --device cpu or auto)")
+        raise InputError(None, "device cuda requested, but no CUDA device is available (choose cpu or auto)")
     return dev
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .io import MODALITIES
+from .layout import image_name
 from .sitk_arrays import from_itk_array, itk_array
 
 STORAGE_ORDERS = ("LAS", "LPS", "RAS", "PSR")
@@ -85,10 +86,8 @@ THICK_KINDS = ("axial_512_5mm", "axial_256_5.5mm")
 SOURCE_NAMES = ("brats_space/TCGA-FG-6692", "brats_space/BraTS-GLI-00001-000", "native/TCGA-FG-6692")
 # File name of each modality, per source folder (relative to the data folder).
 SOURCE_FILES: dict[str, dict[str, str]] = {
-    "brats_space/TCGA-FG-6692": {m: f"TCGA-FG-6692_{m}.nii.gz" for m in MODALITIES},
-    "brats_space/BraTS-GLI-00001-000": {
-        "t1": "BraTS-GLI-00001-000-t1n.nii.gz", "t1ce": "BraTS-GLI-00001-000-t1c.nii.gz",
-        "t2": "BraTS-GLI-00001-000-t2w.nii.gz", "flair": "BraTS-GLI-00001-000-t2f.nii.gz"},
+    "brats_space/TCGA-FG-6692": {m: image_name("TCGA-FG-6692", m) for m in MODALITIES},
+    "brats_space/BraTS-GLI-00001-000": {m: image_name("BraTS-GLI-00001-000", m, "2023") for m in MODALITIES},
     "native/TCGA-FG-6692": {"t1": "TCGA-FG-6692_t1.nii.gz", "t1ce": "TCGA-FG-6692_t1c.nii.gz",
                             "t2": "TCGA-FG-6692_t2.nii.gz", "flair": "TCGA-FG-6692_flair.nii.gz"},
 }
@@ -465,7 +464,7 @@ def make_exam(spec: ExamSpec, source_images: dict[str, sitk.Image], out_dir: str
         if skull_stripped:
             arr = np.where(inside, arr, np.float32(0.0))
         out = from_itk_array(arr.astype(np.float32, copy=False), img)
-        path = out_dir / f"{spec.exam_id}_{mod}.nii.gz"
+        path = out_dir / image_name(spec.exam_id, mod)
         sitk.WriteImage(out, str(path), True)
         paths[mod], grids[mod], n2s[mod], origins[mod] = path, grid, to_source, origin
     return CorpusExam(spec=spec, paths=paths, grids=grids, native_to_source=n2s,

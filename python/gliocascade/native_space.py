@@ -16,10 +16,9 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .io import load_nifti
+from .layout import NATIVE_REFERENCE_NAME, TRANSFORM_NAME
 from .sitk_arrays import from_nifti, to_array
 
-TRANSFORM_NAME = "brats_to_native.tfm"
-REFERENCE_NAME = "native_reference.nii.gz"
 
 
 def transform_files(transforms_dir: str | Path) -> tuple[Path, Path]:
@@ -27,7 +26,7 @@ def transform_files(transforms_dir: str | Path) -> tuple[Path, Path]:
     d = Path(transforms_dir)
     if not d.is_dir():
         raise InputError(d, "transforms folder not found")
-    tfm, ref = d / TRANSFORM_NAME, d / REFERENCE_NAME
+    tfm, ref = d / TRANSFORM_NAME, d / NATIVE_REFERENCE_NAME
     for p in (tfm, ref):
         if not p.is_file():
             raise InputError(p, "file not found (expected in the transforms folder written by preprocess)")

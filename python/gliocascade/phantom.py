@@ -16,6 +16,7 @@ import numpy as np
 
 from .geometry import BRATS_SHAPE, brats_affine
 from .io import MODALITIES, write_image
+from .layout import image_name, seg_name
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,8 @@ def write_phantom(ph: Phantom, out: Path) -> Path:
     header = nib.Nifti1Header()
     header["descrip"] = PHANTOM_MARKER.encode()  # so a model card can tell synthetic training data apart
     for mod, img in ph.images.items():
-        write_image(folder / f"{ph.case_id}_{mod}.nii.gz", img.astype(np.int16), ph.affine, header=header)
-    write_image(folder / f"{ph.case_id}_seg.nii.gz", ph.labels, ph.affine, header=header, dtype=np.uint8)
+        write_image(folder / image_name(ph.case_id, mod), img.astype(np.int16), ph.affine, header=header)
+    write_image(folder / seg_name(ph.case_id), ph.labels, ph.affine, header=header, dtype=np.uint8)
     return folder
 
 
@@ -170,7 +171,7 @@ def write_phantoms(out: Path, n: int = 4, seed: int = 0, shape: tuple[int, int, 
     for s in range(seed, seed + n):
         cid = f"{prefix}{s:0{digits}d}"
         folder = Path(out) / cid
-        if not (keep_existing and (folder / f"{cid}_seg.nii.gz").exists()):
+        if not (keep_existing and (folder / seg_name(cid)).exists()):
             write_phantom(make_phantom(s, shape, with_skull, case_id=cid), Path(out))
             log.info("wrote %s", folder)
         folders.append(folder)

@@ -25,6 +25,7 @@ from typing import Any, Callable, ContextManager
 
 from .errors import InputError
 from .io import SampleRow, atomic_path, check_writable_folder
+from .layout import COHORT_METRICS_NAME, REPORT_DIR
 from .leftovers import discard_run_leftovers
 from .lifeline import PARENT_ENV, Interrupted, die_with_parent, process_alive, stop_on_signals
 from .run_lock import OutLock
@@ -53,7 +54,7 @@ def check_models(models: list[Path]) -> int | None:
     from .postprocess import threshold_from_models
 
     if not models:
-        raise InputError(None, "at least one --model folder is needed")
+        raise InputError(None, "at least one model folder is needed")
     for folder in models:
         load_model(folder, device="cpu")
     threshold = threshold_from_models(models)
@@ -196,7 +197,7 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
     from .refusals import failures_text
     from .report import build_report
 
-    report_dir = out / "report"
+    report_dir = out / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     failures = sorted((r for r in results if not r.ok), key=lambda r: r.case_id)
     _write_if_changed(report_dir / "failures.csv",
@@ -206,7 +207,7 @@ def write_report(out: Path, results: list[CaseResult]) -> Path:
               "failures": [[f.case_id, f.failed_step, f.message] for f in failures]}
     manifest = report_dir / "report_inputs.json"
     text = json.dumps(inputs, indent=1, sort_keys=True) + "\n"
-    complete = (report_dir / "report.html").is_file() and (report_dir / "cohort_metrics.csv").is_file()
+    complete = (report_dir / "report.html").is_file() and (report_dir / COHORT_METRICS_NAME).is_file()
     if complete and manifest.is_file() and manifest.read_text() == text:
         log.info("report: inputs unchanged, skipped")
         return report_dir

@@ -17,6 +17,7 @@ import numpy as np
 from .errors import InputError
 from .io import load_nifti, write_labels
 from .labels import CONVENTIONS, validate_labels
+from .layout import provenance_name
 from .model_card import et_threshold_of
 from .provenance import write_provenance
 
@@ -79,7 +80,7 @@ def postprocess_labels(pred: Path, out: Path, et_threshold: int, native_transfor
     inputs = {"pred": pred}
     if native_transforms is not None:
         inputs.update({f"transform_{p.name}": p for p in Path(native_transforms).iterdir() if p.is_file()})
-    write_provenance(out.parent / "provenance_postprocess.json", "postprocess", inputs,
+    write_provenance(out.parent / provenance_name("postprocess"), "postprocess", inputs,
                      {"et_threshold": et_threshold, "label_convention": label_convention,
                       "native_transforms": native_transforms},
                      started, extra={"outputs": [str(p) for p in written], "et_voxels_relabelled": changed})

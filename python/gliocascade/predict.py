@@ -24,6 +24,7 @@ from .inference import brain_probabilities, tta_passes
 from .io import (MODALITIES, atomic_paths, case_folders, error_naming, discover_case,
                  anchor_modality, read_modalities)
 from .labels import regions_to_labels
+from .layout import pred_name, prob_name, provenance_name
 from .leftovers import discard_temporaries
 
 log = logging.getLogger(__name__)
@@ -182,17 +183,17 @@ def predict_case(images: dict[str, Path], case_id: str, models: list, out_dir: P
     labels = regions_to_labels(probs > 0.5, label_convention)
     out_dir = Path(out_dir)
     t0 = time.time()
-    label_path = out_dir / f"{case_id}_pred.nii.gz"
-    prob_path = out_dir / f"{case_id}_prob.nii.gz" if save_probabilities else None
+    label_path = out_dir / pred_name(case_id)
+    prob_path = out_dir / prob_name(case_id) if save_probabilities else None
     # every output is written before any is published, the labels (the completion marker) last
-    finals = [p for p in (prob_path, out_dir / "provenance_predict.json", label_path) if p is not None]
+    finals = [p for p in (prob_path, out_dir / provenance_name("predict"), label_path) if p is not None]
     with atomic_paths(finals) as temps:
         staged = dict(zip(finals, temps))
         if prob_path is not None:
             _save_like(staged[prob_path], np.moveaxis(probs, 0, -1), case.reference, np.float32)
         _save_like(staged[label_path], labels, case.reference, np.uint8)
         t_write = time.time() - t0
-        _write_predict_provenance(staged[out_dir / "provenance_predict.json"], case, models, dev, tta, cpu_mode,
+        _write_predict_provenance(staged[out_dir / provenance_name("predict")], case, models, dev, tta, cpu_mode,
                                   chosen.record(), label_convention, save_probabilities,
                                   {**orientation, "modalities": modalities}, started, n_passes,
                                   window_info, label_path, prob_path, warnings,
@@ -226,7 +227,7 @@ def load_models(folders: Sequence[Path], device: str = "auto") -> list:
     from .model_io import load_model, resolve_device
 
     if not folders:
-        raise InputError(None, "at least one --model is needed")
+        raise InputError(None, "at least one model folder is needed")
     dev = resolve_device(device)
     return [load_model(Path(f), dev) for f in folders]
 
@@ -247,7 +248,7 @@ def predict_case_folders(cases: Path, models: list, out: Path, tta: int, device:
             c = discover_case(folder, require_all=False)
             dest = Path(out) / c.case_id
             discard_temporaries(dest)  # left by a killed run: never outputs
-            done = dest / f"{c.case_id}_pred.nii.gz"
+            done = dest / pred_name(c.case_id)
             if done.exists():
                 log.info("%s: %s exists, skipped (delete it to predict the case again)", c.case_id, done)
                 continue

@@ -36,6 +36,7 @@ from .errors import InputError
 from .geometry import BRATS_ORIGIN_LPS, BRATS_SHAPE, BRATS_SPACING_MM, bounding_box, brats_affine
 from .io import MODALITIES, check_distinct_files, check_writable_folder, write_image, write_labels
 from .hashing import sha256_file
+from .layout import NATIVE_REFERENCE_NAME, TRANSFORM_NAME, TRANSFORMS_DIR, brainmask_name, image_name, provenance_name
 from .provenance import write_provenance
 from .resample import as_affine, compose, field_of_view, resample, to_brats
 from .sitk_arrays import from_itk_array, itk_array
@@ -43,6 +44,7 @@ from .skullstrip import METHODS, check_plausible, filled_largest_component, plug
 
 log = logging.getLogger(__name__)
 
+ANCHOR = "t1ce"  # every other modality is registered onto the T1Gd
 MOVING = ("t1", "t2", "flair")
 ATLAS_ROUTES = ("t1", "t1ce")  # which image drives the registration to the atlas T1
 # Edge correlation inside the brain below which a registered image is taken not to show the same
@@ -233,7 +235,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                       _similarity(small["t1ce"], atlas_target, t1ce_to_atlas, brain,
                                                   paths[atlas_via], atlas_name, t1ce_edges))]
             for m in MOVING:
-                checks.append(SimilarityCheck(m, f"{m}_to_t1ce", m, MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name,
+                checks.append(SimilarityCheck(m, f"{m}_to_{ANCHOR}", m, MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name,
                                               _similarity(small["t1ce"], small[m], results[m].transform, brain,
                                                           paths[m], paths["t1ce"].name, t1ce_edges)))
             qc = qc_block(checks, case_id, allow_qc_failure)  # raises on a failed check unless allowed
@@ -285,7 +287,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         "brain_volume_ml": round(float(mask.sum()) / 1000.0, 3),
         "cpu_s": {**clock.cpu, "total": round(sum(clock.cpu.values()), 3)},
     }
-    prov = out / "provenance_preprocess.json"
+    prov = out / provenance_name("preprocess")
     write_provenance(prov, "preprocess", {f"{m}": paths[m] for m in MODALITIES}, parameters, started,
                      extra=extra, timings=clock.wall)
     written["provenance"] = prov
@@ -356,18 +358,18 @@ def _write_outputs(out: Path, case_id: str, brats: dict[str, np.ndarray], mask: 
     try:
         rel: dict[str, Path] = {}
         for m in MODALITIES:
-            rel[m] = Path(f"{case_id}_{m}.nii.gz")
+            rel[m] = Path(image_name(case_id, m))
             write_image(staging / rel[m], np.where(mask, brats[m], 0.0).astype(np.float32), brats_affine())
-        rel["brainmask"] = Path(f"{case_id}_brainmask.nii.gz")
+        rel["brainmask"] = Path(brainmask_name(case_id))
         write_labels(staging / rel["brainmask"], mask.astype(np.uint8), brats_affine())
-        (staging / "transforms").mkdir()
-        rel["transform"] = Path("transforms") / "brats_to_native.tfm"
+        (staging / TRANSFORMS_DIR).mkdir()
+        rel["transform"] = Path(TRANSFORMS_DIR) / TRANSFORM_NAME
         sitk.WriteTransform(brats_to_native, str(staging / rel["transform"]))
-        rel["native_reference"] = Path("transforms") / "native_reference.nii.gz"
+        rel["native_grid"] = Path(TRANSFORMS_DIR) / NATIVE_REFERENCE_NAME
         ref = sitk.Image(t1ce_native.GetSize(), sitk.sitkUInt8)
         ref.CopyInformation(t1ce_native)
-        sitk.WriteImage(ref, str(staging / rel["native_reference"]), True)
-        (out / "transforms").mkdir(exist_ok=True)
+        sitk.WriteImage(ref, str(staging / rel["native_grid"]), True)
+        (out / TRANSFORMS_DIR).mkdir(exist_ok=True)
         for p in rel.values():
             os.replace(staging / p, out / p)
         return {k: out / p for k, p in rel.items()}

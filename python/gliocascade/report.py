@@ -30,6 +30,7 @@ from .qc_flags import (MAX_COMPONENTS, MAX_WT_ML, MIN_COHORT_FOR_OUTLIERS, MIN_C
                        case_flags, cohort_flags, overridden_checks)
 from .report_html import TABLE_CSS, CaseRow, case_table
 from .labels import REGIONS
+from .layout import COHORT_METRICS_NAME, metrics_name, seg_name
 from .metrics import METRICS
 
 log = logging.getLogger(__name__)
@@ -167,18 +168,18 @@ def find_background(run_dir: Path, case_id: str) -> Path | None:
 
 
 def run_dir_cases(run_dir: Path) -> list[str]:
-    """Case ids of a run folder: subfolders holding ``<id>/<id>_seg.nii.gz``."""
+    """Case ids of a run folder: subfolders holding their final labels (``layout.seg_name``)."""
     run_dir = Path(run_dir)
-    return sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (p / f"{p.name}_seg.nii.gz").is_file())
+    return sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (p / seg_name(p.name)).is_file())
 
 
 def run_dir_metrics(run_dir: Path) -> list[Path]:
-    """The per-case metrics files of a run folder: ``OUT/<id>/<id>_metrics.csv``."""
+    """The per-case metrics files of a run folder (``OUT/<id>/`` + ``layout.metrics_name``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(run_dir, "run folder not found")
-    return sorted(p / f"{p.name}_metrics.csv" for p in run_dir.iterdir()
-                  if p.is_dir() and (p / f"{p.name}_metrics.csv").is_file())
+    return sorted(p / metrics_name(p.name) for p in run_dir.iterdir()
+                  if p.is_dir() and (p / metrics_name(p.name)).is_file())
 
 
 # --------------------------------------------------------------------------- HTML
@@ -363,7 +364,7 @@ def build_report(metrics_files: list[Path], out: Path, run_dir: Path | None = No
     flags = {r.case_id: "; ".join(r.flags) for r in rows}
     table = cohort.copy()
     table[FLAGS_COLUMN] = [flags.get(str(c), "") for c in table["case_id"]]
-    paths = ReportResult(out / "report.html", out / "cohort_metrics.csv", out / "summary.csv", len(cohort), bad)
+    paths = ReportResult(out / "report.html", out / COHORT_METRICS_NAME, out / "summary.csv", len(cohort), bad)
     with atomic_path(paths.cohort_csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(paths.summary_csv) as tmp:
@@ -395,7 +396,8 @@ def report_from_files(run_dir: Path | None, metrics_files: Sequence[Path], out: 
         given = {f.resolve() for f in files}
         files += [f for f in run_dir_metrics(Path(run_dir)) if f.resolve() not in given]
     if not files and not failures:
-        raise InputError(run_dir, "no metrics files (give --metrics F or a --run-dir holding <id>/<id>_metrics.csv)")
+        holding = f"<id>/{metrics_name('<id>')}"
+        raise InputError(run_dir, f"no metrics files (give metrics files or a run folder holding {holding})")
     cohort, bad = collect_metrics(files)
     if cohort.empty and not failures:
         path, problem = bad[0]

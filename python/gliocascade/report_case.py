@@ -1,6 +1,6 @@
 """What the report knows about one case: images in RAS, provenance, facts.
 
-A case's files are found by role (``case_files.ROLES``): in a run folder by its layout
+A case's files are found by role (``layout.REPORT_ROLES``): in a run folder by its layout
 (:func:`run_dir_files`), or from the list a workflow engine hands over (``case_files.py``), so
 both doors' pages are made from the same files by the same code. Everything is read once per case
 (labels, T1Gd, FLAIR, reference, provenance records) so the case page, the cohort row, its
@@ -16,15 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .case_files import STEPS
 from .io import load_nifti, same_grid
 from .labels import REGIONS, labels_to_regions
+from .layout import MODALITIES, NATIVE_T1CE_ROLE, STEPS, SUFFIXES, case_paths, image_name
 from .qc_flags import TumourFacts, tumour_facts
 
 log = logging.getLogger(__name__)
-
-MODALITY_NAMES = {"t1": ("_t1",), "t1ce": ("_t1ce", "-t1c"), "t2": ("_t2", "-t2w"), "flair": ("_flair", "-t2f")}
-
 
 def read_record(path: Path) -> dict[str, Any]:
     """A provenance JSON object, or {} when absent or unreadable (the page says what is missing)."""
@@ -36,13 +33,16 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def find_modality(run_dir: Path, case_id: str, modality: str = "t1ce") -> Path | None:
-    """A BraTS-space modality of the case: preprocessed/, the case folder, then the file predict read."""
-    folder = Path(run_dir) / case_id
-    for suffix in MODALITY_NAMES[modality]:
-        for candidate in (folder / "preprocessed" / f"{case_id}{suffix}.nii.gz", folder / f"{case_id}{suffix}.nii.gz"):
+    """A BraTS-space modality of the case, by the case layout: preprocessed/, then the case folder
+    (2019 names before 2023 ones); failing both, the file predict read (a BraTS-space case is not
+    copied into the run folder, so only its provenance knows where it lies)."""
+    paths = case_paths(run_dir, case_id)
+    for naming in SUFFIXES:
+        name = image_name(case_id, modality, naming)
+        for candidate in (paths.preprocessed / name, paths.root / name):
             if candidate.is_file():
                 return candidate
-    return _recorded(read_record(folder / "provenance_predict.json"), modality)
+    return _recorded(read_record(paths.provenance("predict")), modality)
 
 
 def _recorded(record: dict[str, Any], role: str) -> Path | None:
@@ -56,18 +56,16 @@ def _recorded(record: dict[str, Any], role: str) -> Path | None:
 
 def run_dir_files(run_dir: Path, case_id: str) -> dict[str, Path]:
     """Role -> file of one case of a run folder (``OUT/<id>/...``, inputs as provenance names them)."""
-    folder = Path(run_dir) / case_id
-    pre = folder / "preprocessed"
-    files = {"seg": folder / f"{case_id}_seg.nii.gz", "seg_native": folder / f"{case_id}_seg_native.nii.gz",
-             "brainmask": pre / f"{case_id}_brainmask.nii.gz",
-             **{f"provenance_{s}": (pre if s == "preprocess" else folder) / f"provenance_{s}.json" for s in STEPS}}
+    paths = case_paths(run_dir, case_id)
+    files = {"seg": paths.seg, "seg_native": paths.seg_native, "brainmask": paths.brainmask,
+             **{f"provenance_{s}": paths.provenance(s) for s in STEPS}}
     files = {role: f for role, f in files.items() if f.is_file()}
-    for modality in MODALITY_NAMES:
+    for modality in MODALITIES:
         found = find_modality(run_dir, case_id, modality)
         if found is not None:
             files[modality] = found
     records = {role: read_record(f) for role, f in files.items() if role.startswith("provenance_")}
-    for role, step, key in (("reference", "evaluate", "gt"), ("native_t1ce", "preprocess", "t1ce")):
+    for role, step, key in (("reference", "evaluate", "gt"), (NATIVE_T1CE_ROLE, "preprocess", "t1ce")):
         found = _recorded(records.get(f"provenance_{step}", {}), key)
         if found is not None:
             files[role] = found
@@ -99,7 +97,7 @@ class CaseData:
     """One case's arrays (RAS) and records; optional parts are None when the run has none."""
 
     case_id: str
-    files: dict[str, Path]  # role -> file (case_files.ROLES)
+    files: dict[str, Path]  # role -> file (layout.REPORT_ROLES)
     labels: np.ndarray
     zooms: tuple[float, ...]
     convention: str = "2019"

@@ -17,6 +17,7 @@ import numpy as np
 from . import __version__
 from . import report_figures as fig
 from .labels import REGIONS
+from .layout import NATIVE_T1CE_ROLE
 from .report_case import CaseData, canonical
 from .report_html import column_title
 
@@ -175,7 +176,7 @@ def preprocessing_section(data: CaseData, comp: fig.Component | None, atlas: Pat
 
 def native_panel(data: CaseData) -> str:
     """The native-grid segmentation over the native T1Gd, through its largest component (when both exist)."""
-    seg, t1ce = data.files.get("seg_native"), data.files.get("native_t1ce")
+    seg, t1ce = data.files.get("seg_native"), data.files.get(NATIVE_T1CE_ROLE)
     if seg is None or t1ce is None:
         return ""
     from .io import load_nifti

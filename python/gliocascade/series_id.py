@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-MODALITIES = ("t1", "t1ce", "t2", "flair")
+from .layout import MODALITIES
+
 OTHER = "other"
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 
 from .errors import InputError
 from .io import MODALITIES, SampleRow
+from .layout import CasePaths, case_paths, modality_files
 from .worker_logs import logged_as_published
 
 log = logging.getLogger(__name__)
@@ -72,54 +73,6 @@ class StepFailed(Exception):
     def __init__(self, step: str, message: str):
         self.step, self.message = step, message
         super().__init__(f"{step}: {message}")
-
-
-@dataclass
-class CasePaths:
-    """Where each step of one case writes (the DESIGN output tree)."""
-
-    root: Path
-    case_id: str
-
-    @property
-    def converted(self) -> Path:
-        return self.root / "converted"
-
-    @property
-    def preprocessed(self) -> Path:
-        return self.root / "preprocessed"
-
-    @property
-    def transforms(self) -> Path:
-        return self.preprocessed / "transforms"
-
-    @property
-    def pred(self) -> Path:
-        return self.root / f"{self.case_id}_pred.nii.gz"
-
-    @property
-    def seg(self) -> Path:
-        return self.root / f"{self.case_id}_seg.nii.gz"
-
-    @property
-    def seg_native(self) -> Path:
-        return self.root / f"{self.case_id}_seg_native.nii.gz"
-
-    @property
-    def seg_dicom(self) -> Path:
-        return self.root / f"{self.case_id}_seg.dcm"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / f"{self.case_id}_metrics.csv"
-
-    def staging(self, step: str) -> Path:
-        return self.root / f".partial-{step}"
-
-
-def case_paths(out: Path, case_id: str) -> CasePaths:
-    """The output paths of ``case_id`` under the run folder ``out``."""
-    return CasePaths(Path(out) / case_id, case_id)
 
 
 # --------------------------------------------------------------------------- staging
@@ -182,10 +135,6 @@ def needs_convert(row: SampleRow) -> bool:
     return row.dicom_dir is not None or any(_is_series_folder(p) for p in row.images.values())
 
 
-def _modality_files(folder: Path, case_id: str) -> dict[str, Path]:
-    return {m: folder / f"{case_id}_{m}.nii.gz" for m in MODALITIES}
-
-
 def step_convert(row: SampleRow, paths: CasePaths, opts: RunOptions) -> dict[str, Path]:
     """DICOM -> OUT/<id>/converted/<id>_{t1,t1ce,t2,flair}.nii.gz (with series.csv and sidecars)."""
     from . import dicom
@@ -197,7 +146,7 @@ def step_convert(row: SampleRow, paths: CasePaths, opts: RunOptions) -> dict[str
         dicom.log_series(dicom.convert(stage, row.dicom_dir, row.case_id,
                                        {m: series.get(m) for m in ("t1", "t1ce", "t2", "flair")}))
     _publish_folder(stage, paths.converted)
-    files = _modality_files(paths.converted, row.case_id)
+    files = modality_files(paths.converted, row.case_id)
     files.update(nifti)  # modalities given as NIfTI next to series folders stay as they are
     return files
 
@@ -376,22 +325,21 @@ def process_case(row: SampleRow, opts: RunOptions) -> CaseResult:
         images = dict(row.images)
         if needs_convert(row):
             step = "convert"
-            done = all(p.exists() for p in _modality_files(paths.converted, row.case_id).values())
+            done = all(p.exists() for p in modality_files(paths.converted, row.case_id).values())
             converted = _step(result, step, done, lambda: step_convert(row, paths, opts))
-            images = converted or {**_modality_files(paths.converted, row.case_id),
+            images = converted or {**modality_files(paths.converted, row.case_id),
                                    **{m: p for m, p in row.images.items() if not _is_series_folder(p)}}
         native = row.space == "native"
         brainmask = row.brainmask  # space=brats rows: the sheet's column, nothing else
         if native:
             step = "preprocess"
-            pre = _modality_files(paths.preprocessed, row.case_id)
+            pre = modality_files(paths.preprocessed, row.case_id)
             done = all(p.exists() for p in pre.values())
             src = images
             _step(result, step, done, lambda: step_preprocess(src, paths, opts))
             images = pre
-            mask = paths.preprocessed / f"{row.case_id}_brainmask.nii.gz"
-            brainmask = mask if mask.exists() else None
-        has_transforms = native and (paths.transforms / "brats_to_native.tfm").exists()
+            brainmask = paths.brainmask if paths.brainmask.exists() else None
+        has_transforms = native and paths.transform.exists()
         step = "predict"
         _step(result, step, paths.pred.exists(), lambda: step_predict(images, brainmask, paths, opts))
         step = "postprocess"

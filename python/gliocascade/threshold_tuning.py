@@ -16,6 +16,7 @@ import numpy as np
 from .errors import InputError
 from .io import read_labels
 from .labels import CONVENTIONS
+from .layout import PRED_GLOB, case_id_of_prediction, pred_name, seg_name
 from .metrics import dice
 from .model_card import update_model_json
 
@@ -77,16 +78,14 @@ def find_reference(gt_dir: Path, case_id: str) -> Path | None:
 
 
 def prediction_files(pred_dir: Path) -> dict[str, Path]:
-    """Case id -> ``<id>_pred.nii.gz`` below ``pred_dir`` (the first found per case)."""
+    """Case id -> its prediction (``layout.pred_name``) below ``pred_dir`` (the first found per case)."""
     if not pred_dir.is_dir():
         raise InputError(pred_dir, "prediction folder not found")
     found: dict[str, Path] = {}
-    for p in sorted(pred_dir.rglob("*_pred.nii*")):
-        name = p.name
-        cid = name[: name.index("_pred.nii")]
-        found.setdefault(cid, p)
+    for p in sorted(pred_dir.rglob(PRED_GLOB)):
+        found.setdefault(case_id_of_prediction(p.name), p)
     if not found:
-        raise InputError(pred_dir, "no <id>_pred.nii.gz files found")
+        raise InputError(pred_dir, f"no {pred_name('<id>')} files found")
     return found
 
 
@@ -111,7 +110,7 @@ def reference_files(gt: Path | None, references: Path | None, case_ids: list[str
     for cid in case_ids:
         gpath = find_reference(gt, cid)
         if gpath is None:
-            raise InputError(gt / f"{cid}_seg.nii.gz", f"no ground truth for case {cid}")
+            raise InputError(gt / seg_name(cid), f"no ground truth for case {cid}")
         out[cid] = (gpath, gt_labels)
     return out
 

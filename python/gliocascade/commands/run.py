@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InputError
+from ..layout import REPORT_DIR
 
 log = logging.getLogger("gliocascade.commands")
 
@@ -44,7 +45,7 @@ def run_command(samplesheet: Path | None, models: tuple[Path, ...], out: Path, w
     for r in failed:
         log.error("failed case %s (%s): %s", r.case_id, r.failed_step, r.message)
     log.info("run: %d of %d case(s) succeeded; report in %s", len(results) - len(failed), len(results),
-             Path(out) / "report")
+             Path(out) / REPORT_DIR)
     return 1 if failed else 0
 
 
