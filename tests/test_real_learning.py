@@ -8,11 +8,12 @@ Recipe (fixed, not a wall-clock budget, so the result is deterministic on one ma
 configuration (32^3 crops at 2 mm = 64 mm, half centred on tumour, batch 2), RECIPE epochs x steps,
 seed 0, one thread, the last epoch's weights only. It trains on pat0003-0005 and is scored on
 pat0006 (fold 3 of the benchmark). The control trains the same recipe on the same images with the
-expert maps swapped between the training cases (:func:`gliocascade.expert_cases.swapped_labels`): the targets keep
-their shapes, sizes, positions and label proportions, only the image-label pairing is broken, so
-the control measures what priors alone score. (Permuting labels over the brain voxels is a weaker
-control: its targets are noise with no tumour shape, and such a model predicts nothing, WT Dice
-0.09 at 240 steps, which any blob-predicting model would beat.)
+expert maps swapped between the training cases (:func:`gliocascade.expert_cases.swapped_labels`):
+the targets keep their shapes, sizes, positions and label proportions, only the image-label
+pairing is broken, so the control measures what priors alone score. (Permuting labels over the
+brain voxels is a weaker control: its targets are noise with no tumour shape, and such a model
+predicts almost nothing, WT Dice 0.09 on fold 0 at 240 steps, which any blob-predicting model
+would beat.)
 
 Measured on this 2-core machine with this recipe (expert labels, four cases; WT Dice at 1 mm,
 model / swapped-target control / gap):
@@ -26,7 +27,7 @@ The control's score swings with where the swapped tumours happen to lie (0.05 to
 never fell below 0.34. So the floor 0.65 lies 0.19 above the best control anywhere and 0.20 below
 the worst model of this fold, and the margin 0.25 lies 0.09 below the smallest gap of any fold
 (0.15 below this fold's). With 240 steps instead of 160 fold 0 reached 0.839 / 0.396; 160 steps
-keep both models within the time asked for: about 80-90 s each on one idle thread (150 s each when
+keep both models within 4 minutes: about 80-90 s each on one idle thread (150 s each when
 the machine is loaded), data preparation about 15 s.
 """
 from __future__ import annotations
@@ -125,8 +126,8 @@ def _toy_case(seed: int, shape=(8, 6, 4)) -> dict:
     labels[2 + seed:4 + seed, 2:4, 0:2] = 2
     labels[2 + seed, 2, 0] = 4
     affine = np.array([[0.0, -1.0, 0.0, 10.0], [1.0, 0.0, 0.0, -5.0], [0.0, 0.0, 1.0, 3.0], [0, 0, 0, 1]])
-    return {"flair": rng.normal(size=shape).astype(np.float32) * mask, "t1ce": rng.normal(size=shape).astype(np.float32) * mask,
-            "mask": mask, "labels": labels, "affine": affine}
+    flair, t1ce = (rng.normal(size=shape).astype(np.float32) * mask for _ in range(2))
+    return {"flair": flair, "t1ce": t1ce, "mask": mask, "labels": labels, "affine": affine}
 
 
 def test_coarsen_keeps_world_positions_and_block_means(tmp_path):
