@@ -28,7 +28,7 @@ never fell below 0.34. So the floor 0.65 lies 0.19 above the best control anywhe
 the worst model of this fold, and the margin 0.25 lies 0.09 below the smallest gap of any fold
 (0.15 below this fold's). With 240 steps instead of 160 fold 0 reached 0.839 / 0.396; 160 steps
 keep both models within 4 minutes: about 80-90 s each on one idle thread (150 s each when
-the machine is loaded), data preparation about 15 s.
+the machine is loaded; the whole file 197-226 s at load 2.5-3), data preparation about 10 s.
 """
 from __future__ import annotations
 
