@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gliocascade.expert_cases import EXPERT_CASES, REGIONS, coarsen, load_case, samplesheet, scores, to_fine_grid
+
 ROOT = Path(__file__).resolve().parents[1]
-CASES = [f"brats_2013_pat000{i}_1" for i in (3, 4, 5, 6)]
-REGIONS = ("WT", "TC", "ET")
+CASES = list(EXPERT_CASES)
 GRID = np.round(np.arange(0.25, 5.01, 0.25), 2)
 
 
@@ -44,61 +45,7 @@ def cpu_seconds() -> float:
 
 
 # --------------------------------------------------------------------------- data
-
-def load_case(folder: Path) -> dict:
-    """The case at 1 mm: z-scored FLAIR and T1Gd (over the brain mask), mask and expert regions."""
-    import nibabel as nib
-
-    from gliocascade.data import zscore
-    from gliocascade.labels import labels_to_regions
-
-    mask_img = nib.load(folder / "brainmask.nii.gz")
-    mask = np.asarray(mask_img.dataobj) > 0
-    stack = np.stack([np.asarray(nib.load(folder / f"{m}_subtrMeanDivStd.nii.gz").dataobj, dtype=np.float32)
-                      for m in ("Flair", "T1c")])
-    images = zscore(stack, mask)
-    labels = np.asarray(nib.load(folder / "OTMultiClass.nii.gz").dataobj).astype(np.uint8)
-    return {"flair": images[0], "t1ce": images[1], "mask": mask, "labels": labels,
-            "regions": labels_to_regions(labels, "2015").astype(bool), "affine": mask_img.affine,
-            "spacing": tuple(float(z) for z in mask_img.header.get_zooms()[:3])}
-
-
-def coarsen(case: dict, out: Path, cid: str) -> dict[str, Path]:
-    """2 mm copies of a case's FLAIR, T1Gd, mask and labels (2x2x2 block means; labels: one voxel
-    of each block), as NIfTI files a samplesheet can name."""
-    import nibabel as nib
-
-    def blocks(a: np.ndarray) -> np.ndarray:
-        x, y, z = (s // 2 * 2 for s in a.shape)
-        a = a[:x, :y, :z].astype(np.float32)
-        return a.reshape(x // 2, 2, y // 2, 2, z // 2, 2).mean(axis=(1, 3, 5))
-
-    affine = case["affine"].copy()
-    affine[:3, :3] = affine[:3, :3] * 2.0
-    affine[:3, 3] = affine[:3, 3] + case["affine"][:3, :3] @ np.full(3, 0.5)
-    out.mkdir(parents=True, exist_ok=True)
-    mask = blocks(case["mask"]) >= 0.5
-    files = {}
-    # the original z-scored values (background constant, not 0): the brain mask decides what counts
-    for name, array in (("flair", case["flair"]), ("t1ce", case["t1ce"])):
-        files[name] = out / f"{cid}_{name}.nii.gz"
-        nib.save(nib.Nifti1Image(blocks(array) * mask, affine), files[name])
-    files["brainmask"] = out / f"{cid}_brainmask.nii.gz"
-    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), files["brainmask"])
-    files["seg"] = out / f"{cid}_seg.nii.gz"
-    lab = case["labels"][: mask.shape[0] * 2:2, : mask.shape[1] * 2:2, : mask.shape[2] * 2:2]
-    nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), files["seg"])
-    return files
-
-
-def samplesheet(path: Path, rows: dict[str, dict[str, Path]]) -> Path:
-    """A samplesheet of space=brats rows with T1 and T2 empty (the expert cases lack them)."""
-    lines = ["case_id,t1,t1ce,t2,flair,seg,brainmask,label_convention,space"]
-    for cid, f in rows.items():
-        lines.append(f"{cid},,{f['t1ce']},,{f['flair']},{f['seg']},{f['brainmask']},2015,brats")
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
+# load_case, coarsen, samplesheet, to_fine_grid and scores: gliocascade.expert_cases (shared with the learning test)
 
 # --------------------------------------------------------------------------- baseline
 
@@ -132,16 +79,6 @@ def tune_baseline(train: list[dict]) -> tuple[float, float, float]:
     return float(t_wt), float(t_tc), float(t_et)
 
 
-def scores(pred: np.ndarray, case: dict) -> dict[str, float]:
-    from gliocascade.metrics import region_metrics
-
-    out = {}
-    for i, r in enumerate(REGIONS):
-        m = region_metrics(pred[i], case["regions"][i], case["spacing"])
-        out[f"dice_{r}"], out[f"hd95_{r}"] = float(m["dice"]), float(m["hd95"])
-    return out
-
-
 # --------------------------------------------------------------------------- model
 
 def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: int, device: str) -> dict:
@@ -167,7 +104,6 @@ def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: in
 def predict_fold(model: Path, files: dict[str, Path], case: dict, device: str) -> np.ndarray:
     """Stage-2 regions at 1 mm: the model applied to the 2 mm copy, probabilities brought back."""
     import torch
-    from scipy import ndimage
 
     from gliocascade.configs import finish_config
     from gliocascade.data import load_volume
@@ -181,12 +117,7 @@ def predict_fold(model: Path, files: dict[str, Path], case: dict, device: str) -
     cfg = finish_config(dict(loaded.config), None)
     with torch.no_grad():  # the snapshot ensemble, as predict averages it
         prob = np.mean([predict_regions(net, vol.images, cfg["divisor"], device) for net in loaded.networks], axis=0)
-    target = case["regions"].shape[1:]
-    fine = np.zeros((3, *target), dtype=np.float32)
-    for r in range(3):
-        up = ndimage.zoom(prob[r], 2.0, order=1)[: target[0], : target[1], : target[2]]
-        fine[r][: up.shape[0], : up.shape[1], : up.shape[2]] = up
-    return (fine > 0.5) & case["mask"][None]
+    return to_fine_grid(prob, case)
 
 
 def main() -> None:
