@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import zscore
 from .labels import labels_to_regions
+from .layout import brainmask_name, image_name, seg_name
 from .metrics import region_metrics
 
 EXPERT_FOLDER = "expert_flair_t1c"
@@ -57,11 +58,11 @@ def coarsen(case: dict[str, Any], out: Path, cid: str, labels: np.ndarray | None
     files = {}
     # the original z-scored values (background constant, not 0): the brain mask decides what counts
     for name in ("flair", "t1ce"):
-        files[name] = out / f"{cid}_{name}.nii.gz"
+        files[name] = out / image_name(cid, name)
         nib.save(nib.Nifti1Image(_blocks(case[name]) * mask, affine), files[name])
-    files["brainmask"] = out / f"{cid}_brainmask.nii.gz"
+    files["brainmask"] = out / brainmask_name(cid)
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), files["brainmask"])
-    files["seg"] = out / f"{cid}_seg.nii.gz"
+    files["seg"] = out / seg_name(cid)
     source = case["labels"] if labels is None else labels
     lab = source[: mask.shape[0] * 2:2, : mask.shape[1] * 2:2, : mask.shape[2] * 2:2]
     nib.save(nib.Nifti1Image(lab.astype(np.uint8), affine), files["seg"])
