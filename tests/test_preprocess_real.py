@@ -353,8 +353,6 @@ def test_a_skull_stripped_exam_is_detected_and_keeps_its_own_brain(stripped_run_
                * np.prod(native_brain.GetSpacing()) / 1000) < 60
 
 
-@pytest.mark.xfail(strict=True, reason="not caught yet: a left-right mirrored FLAIR co-registers to an edge "
-                   "correlation above 0.40 (README, preprocessing; calibrating the check is open work)")
 def test_a_mirrored_modality_is_refused(small_exam, data_dir, tmp_path):
     """FLAIR's voxels flipped left-right under an unchanged header (a wrong header in a conversion):
     no rigid motion undoes a mirror, so the FLAIR check fails; exit 2, one line, nothing written."""

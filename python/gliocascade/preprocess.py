@@ -52,6 +52,13 @@ ATLAS_ROUTES = ("t1", "t1ce")  # which image drives the registration to the atla
 # the subject against the atlas T1 (another head by nature) 0.20.
 MIN_EDGE_CORR_COREG = 0.40
 MIN_EDGE_CORR_ATLAS = 0.10
+# A modality whose voxels are mirrored left-right under an unchanged header (a wrong conversion)
+# still co-registers to a high edge correlation, as a head is nearly symmetric; no rigid motion
+# undoes a mirror, though, so the same image flipped back and registered again matches better.
+# The check's score is the edge correlation as given minus the flipped one's: a correct modality
+# scores above 0, a mirrored one below (README, preprocessing: the measured margins). It always
+# runs the SimpleITK registration, from a start computed from the first registration.
+MIN_MIRROR_MARGIN = 0.0
 # Room around the atlas brain's box for the mask refinement's morphology (its rim band is 4 mm).
 BRAIN_BOX_MARGIN_MM = 8
 
@@ -162,6 +169,37 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
     return reg.normalized_cross_correlation(a, b, region & overlap)
 
 
+def _perturbations(centre: tuple[float, float, float], step_deg: float, step_mm: float) -> list[sitk.Transform]:
+    """The twelve rigid steps of ``step_deg`` about and ``step_mm`` along each axis, either way."""
+    steps = []
+    for axis in np.eye(3):
+        for sign in (1.0, -1.0):
+            rot = sitk.VersorRigid3DTransform()
+            rot.SetCenter(centre)
+            rot.SetRotation(tuple(axis), float(np.deg2rad(sign * step_deg)))
+            shift = sitk.TranslationTransform(3, tuple(float(x) for x in sign * step_mm * axis))
+            steps += [rot, shift]
+    return steps
+
+
+def optimality_gain(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray,
+                    fixed_edges: np.ndarray | None = None, step_deg: float = 3.0, step_mm: float = 3.0) -> float:
+    """How much better the edge correlation gets one small rigid step away from ``transform``
+    (the best of twelve steps, minus the score at ``transform``): about 0 or below at a correct
+    registration, clearly above 0 when it lies degrees or millimetres off. A pure function of the
+    images and the transform, so a result can be judged without knowing how it was found."""
+    idx = np.argwhere(region).mean(axis=0)[::-1]
+    centre = fixed.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in idx))
+    edges = fixed_edges
+    if edges is None:
+        with reg.fixed_threads():
+            edges = edge_map(fixed)
+    at = edge_correlation(fixed, moving, transform, region, edges)
+    best = max(edge_correlation(fixed, moving, sitk.CompositeTransform([transform, step]), region, edges)
+               for step in _perturbations(centre, step_deg, step_mm))
+    return round(best - at, 4)
+
+
 # --------------------------------------------------------------------------- the case
 
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
@@ -238,9 +276,19 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                 checks.append(SimilarityCheck(m, f"{m}_to_{ANCHOR}", m, MIN_EDGE_CORR_COREG, paths[m], paths["t1ce"].name,
                                               _similarity(small["t1ce"], small[m], results[m].transform, brain,
                                                           paths[m], paths["t1ce"].name, t1ce_edges)))
+            similarity = {c.key: c.score for c in checks}
+        with clock("mirror_check"):
+            # the atlas's left-right axis, carried into the exam: the head's own, however it lay in the scanner
+            head_lr_axis = _affine_of(brats_to_native)[0][:, 0]
+            for c in [c for c in checks if c.key in MOVING and c.passed]:  # a mismatch needs no mirror question
+                margin = mirror_margin(small["t1ce"], small[c.key], results[c.key].transform, c.score, brain,
+                                       head_lr_axis, params, t1ce_edges)
+                checks.append(SimilarityCheck(c.key, f"{c.key}_not_mirrored", c.key, MIN_MIRROR_MARGIN, c.path,
+                                              c.target, margin, "edge correlation as given minus mirrored",
+                                              "its voxels are mirrored left-right relative to the T1Gd (a wrong "
+                                              "header in its conversion)"))
             qc = qc_block(checks, case_id, allow_qc_failure)  # raises on a failed check unless allowed
             qc["input_skull_stripped"] = skull.record()
-            similarity = {c.key: c.score for c in checks}
         with clock("resample"):
             atlas_mask = to_brats(atlas_ss, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor) > 0
             # The atlas mask is only refined inwards, so nothing outside its box is ever kept; a
@@ -268,7 +316,8 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                   "registration_threads": reg.REGISTRATION_THREADS,
                   "registration": params.as_dict(), "interpolation": "linear",
                   "min_edge_corr_coregistration": MIN_EDGE_CORR_COREG,
-                  "min_edge_corr_atlas": MIN_EDGE_CORR_ATLAS, "allow_qc_failure": allow_qc_failure,
+                  "min_edge_corr_atlas": MIN_EDGE_CORR_ATLAS, "min_mirror_margin": MIN_MIRROR_MARGIN,
+                  "allow_qc_failure": allow_qc_failure,
                   "output_grid": {"size": list(BRATS_SHAPE), "spacing_mm": BRATS_SPACING_MM[0], "origin_lps": list(BRATS_ORIGIN_LPS),
                                   "direction": "identity"}}
     extra = {
@@ -315,6 +364,8 @@ class SimilarityCheck:
     path: Path
     target: str
     score: float
+    measure: str = "edge correlation"
+    problem: str = "another subject's image or a failed registration"
 
     @property
     def passed(self) -> bool:
@@ -322,8 +373,65 @@ class SimilarityCheck:
 
     def reason(self, case_id: str) -> str:
         return (f"case {case_id}, {self.modality}: does not match {self.target} after registration "
-                f"(edge correlation {self.score:.3f} < {self.threshold}): another subject's image or a failed "
-                "registration")
+                f"({self.measure} {self.score:.3f} < {self.threshold}): {self.problem}")
+
+
+def mirrored(image: sitk.Image) -> sitk.Image:
+    """The voxels flipped along the image's first axis under the same header: what a wrong
+    conversion delivers (the header says left where the data shows right)."""
+    flipped = sitk.Flip(image, [True, False, False], flipAboutOrigin=False)
+    flipped.CopyInformation(image)
+    return flipped
+
+
+def _affine_of(transform: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, offset) of a transform that is affine, read off its action on four points."""
+    origin = np.array(transform.TransformPoint((0.0, 0.0, 0.0)))
+    matrix = np.stack([np.array(transform.TransformPoint(tuple(e))) - origin for e in np.eye(3)], axis=1)
+    return matrix, origin
+
+
+def _reflection(point: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, offset) of the reflection through the plane at ``point`` with ``normal``."""
+    n = normal / np.linalg.norm(normal)
+    return np.eye(3) - 2.0 * np.outer(n, n), 2.0 * float(point @ n) * n
+
+
+def mirrored_start(fixed: sitk.Image, moving: sitk.Image, found: sitk.Transform, head_centre: np.ndarray,
+                   head_lr_axis: np.ndarray) -> sitk.Euler3DTransform:
+    """Where the registration of ``mirrored(moving)`` onto ``fixed`` should start: ``F ∘ found ∘ M``,
+    with ``M`` the reflection through the head's mid-sagittal plane (in the fixed image) and ``F``
+    the voxel flip of ``moving`` as a point map. Two reflections make a rigid motion, and a head
+    being nearly symmetric, it lies close to the flipped image's optimum: no start search needed."""
+    a_m, t_m = _reflection(np.asarray(head_centre, float), np.asarray(head_lr_axis, float))
+    axis0 = np.array(moving.GetDirection()).reshape(3, 3)[:, 0]
+    centre_m = np.array(moving.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in moving.GetSize()]))
+    a_f, t_f = _reflection(centre_m, axis0)
+    a_t, t_t = _affine_of(found)
+    matrix = a_f @ a_t @ a_m
+    offset = a_f @ (a_t @ t_m + t_t) + t_f
+    u, _, vt = np.linalg.svd(matrix)  # the nearest rotation (found may carry an affine's scaling)
+    rotation = u @ vt
+    start = sitk.Euler3DTransform()
+    centre = np.asarray(head_centre, float)
+    start.SetCenter(tuple(centre))
+    start.SetMatrix(tuple(rotation.ravel()))
+    start.SetTranslation(tuple(matrix @ centre + offset - centre))
+    return start
+
+
+def mirror_margin(fixed: sitk.Image, moving: sitk.Image, found: sitk.Transform, as_given: float, brain: np.ndarray,
+                  head_lr_axis: np.ndarray, params: reg.RegistrationParams,
+                  fixed_edges: np.ndarray | None = None) -> float:
+    """Edge correlation of ``moving`` as given (``as_given``, after its registration ``found``) minus
+    that of ``moving`` mirrored and registered again: below 0 when the mirrored image matches better.
+    ``head_lr_axis``: the head's left-right direction in the fixed image's physical space."""
+    idx = np.argwhere(brain).mean(axis=0)[::-1]  # (z, y, x) -> (x, y, z)
+    centre = np.array(fixed.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in idx)))
+    flipped = mirrored(moving)
+    start = mirrored_start(fixed, moving, found, centre, head_lr_axis)
+    refound = reg.register_from(fixed, flipped, start, params).transform
+    return round(as_given - edge_correlation(fixed, flipped, refound, brain, fixed_edges), 4)
 
 
 def _similarity(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, brain: np.ndarray, path: Path,

@@ -158,6 +158,13 @@ def register(fixed: sitk.Image, moving: sitk.Image, backend: str = "simpleitk", 
         return _sitk_rigid_then_affine(fixed, moving, affine, params, fixed_mask)
 
 
+def register_from(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform,
+                  params: RegistrationParams | None = None) -> RegistrationResult:
+    """Rigid registration (SimpleITK) from a start the caller already knows to be close, no start search."""
+    with fixed_threads():
+        return _sitk_register(fixed, moving, initial, params or RegistrationParams())
+
+
 def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool, params: RegistrationParams,
                             fixed_mask: sitk.Image | None) -> RegistrationResult:
     if params.init == "robust":
