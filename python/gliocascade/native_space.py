@@ -20,7 +20,6 @@ from .layout import NATIVE_REFERENCE_NAME, TRANSFORM_NAME
 from .sitk_arrays import from_nifti, to_array
 
 
-
 def transform_files(transforms_dir: str | Path) -> tuple[Path, Path]:
     """(transform file, native reference) in ``transforms_dir``; InputError naming what is missing."""
     d = Path(transforms_dir)

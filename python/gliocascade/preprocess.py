@@ -59,6 +59,13 @@ MIN_EDGE_CORR_ATLAS = 0.10
 # scores above 0, a mirrored one below (README, preprocessing: the measured margins). It always
 # runs the SimpleITK registration, from a start computed from the first registration.
 MIN_MIRROR_MARGIN = 0.0
+# A registration that ended degrees or millimetres off still scores a fair edge correlation, so the
+# score alone cannot tell it from a correct one; but one small rigid step (3 degrees, 3 mm) away
+# from a wrong result improves the score, and from a correct one it does not. The check's score
+# is the result's edge correlation minus its best neighbour's (``optimality_gain`` negated); on the
+# corpus (benchmarks/registration_qc.py) correct results scored -0.011 or more and every result
+# broken by 8 degrees or 8 mm or more -0.036 or less, the real exam +0.02 to +0.07.
+MIN_OPTIMUM_MARGIN = -0.025
 # Room around the atlas brain's box for the mask refinement's morphology (its rim band is 4 mm).
 BRAIN_BOX_MARGIN_MM = 8
 
@@ -169,6 +176,12 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
     return reg.normalized_cross_correlation(a, b, region & overlap)
 
 
+def region_centre(image: sitk.Image, region: np.ndarray) -> tuple[float, float, float]:
+    """The physical point at the centroid of ``region`` (an array of ``image``'s grid)."""
+    idx = np.argwhere(region).mean(axis=0)[::-1]  # (z, y, x) -> (x, y, z)
+    return image.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in idx))
+
+
 def _perturbations(centre: tuple[float, float, float], step_deg: float, step_mm: float) -> list[sitk.Transform]:
     """The twelve rigid steps of ``step_deg`` about and ``step_mm`` along each axis, either way."""
     steps = []
@@ -188,8 +201,7 @@ def optimality_gain(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Trans
     (the best of twelve steps, minus the score at ``transform``): about 0 or below at a correct
     registration, clearly above 0 when it lies degrees or millimetres off. A pure function of the
     images and the transform, so a result can be judged without knowing how it was found."""
-    idx = np.argwhere(region).mean(axis=0)[::-1]
-    centre = fixed.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in idx))
+    centre = region_centre(fixed, region)
     edges = fixed_edges
     if edges is None:
         with reg.fixed_threads():
@@ -279,7 +291,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             similarity = {c.key: c.score for c in checks}
         with clock("mirror_check"):
             # the atlas's left-right axis, carried into the exam: the head's own, however it lay in the scanner
-            head_lr_axis = _affine_of(brats_to_native)[0][:, 0]
+            head_lr_axis = affine_parts(brats_to_native)[0][:, 0]
             for c in [c for c in checks if c.key in MOVING and c.passed]:  # a mismatch needs no mirror question
                 margin = mirror_margin(small["t1ce"], small[c.key], results[c.key].transform, c.score, brain,
                                        head_lr_axis, params, t1ce_edges)
@@ -287,6 +299,12 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                               c.target, margin, "edge correlation as given minus mirrored",
                                               "its voxels are mirrored left-right relative to the T1Gd (a wrong "
                                               "header in its conversion)"))
+        with clock("optimum_check"):
+            for c in [c for c in checks if c.key in MOVING and c.name.endswith(f"_to_{ANCHOR}") and c.passed]:
+                margin = -optimality_gain(small["t1ce"], small[c.key], results[c.key].transform, brain, t1ce_edges)
+                checks.append(SimilarityCheck(c.key, f"{c.key}_at_optimum", c.key, MIN_OPTIMUM_MARGIN, c.path, c.target,
+                                              round(margin, 4), "edge correlation minus its best 3-degree/3-mm neighbour's",
+                                              "the registration ended off its optimum"))
             qc = qc_block(checks, case_id, allow_qc_failure)  # raises on a failed check unless allowed
             qc["input_skull_stripped"] = skull.record()
         with clock("resample"):
@@ -384,7 +402,7 @@ def mirrored(image: sitk.Image) -> sitk.Image:
     return flipped
 
 
-def _affine_of(transform: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
+def affine_parts(transform: sitk.Transform) -> tuple[np.ndarray, np.ndarray]:
     """(matrix, offset) of a transform that is affine, read off its action on four points."""
     origin = np.array(transform.TransformPoint((0.0, 0.0, 0.0)))
     matrix = np.stack([np.array(transform.TransformPoint(tuple(e))) - origin for e in np.eye(3)], axis=1)
@@ -407,7 +425,7 @@ def mirrored_start(fixed: sitk.Image, moving: sitk.Image, found: sitk.Transform,
     axis0 = np.array(moving.GetDirection()).reshape(3, 3)[:, 0]
     centre_m = np.array(moving.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in moving.GetSize()]))
     a_f, t_f = _reflection(centre_m, axis0)
-    a_t, t_t = _affine_of(found)
+    a_t, t_t = affine_parts(found)
     matrix = a_f @ a_t @ a_m
     offset = a_f @ (a_t @ t_m + t_t) + t_f
     u, _, vt = np.linalg.svd(matrix)  # the nearest rotation (found may carry an affine's scaling)
@@ -426,8 +444,7 @@ def mirror_margin(fixed: sitk.Image, moving: sitk.Image, found: sitk.Transform, 
     """Edge correlation of ``moving`` as given (``as_given``, after its registration ``found``) minus
     that of ``moving`` mirrored and registered again: below 0 when the mirrored image matches better.
     ``head_lr_axis``: the head's left-right direction in the fixed image's physical space."""
-    idx = np.argwhere(brain).mean(axis=0)[::-1]  # (z, y, x) -> (x, y, z)
-    centre = np.array(fixed.TransformContinuousIndexToPhysicalPoint(tuple(float(i) for i in idx)))
+    centre = np.array(region_centre(fixed, brain))
     flipped = mirrored(moving)
     start = mirrored_start(fixed, moving, found, centre, head_lr_axis)
     refound = reg.register_from(fixed, flipped, start, params).transform

@@ -23,6 +23,7 @@ from .qc_flags import TumourFacts, tumour_facts
 
 log = logging.getLogger(__name__)
 
+
 def read_record(path: Path) -> dict[str, Any]:
     """A provenance JSON object, or {} when absent or unreadable (the page says what is missing)."""
     try:
