@@ -41,6 +41,7 @@ BREAK_DEG = (4.0, 8.0, 15.0)
 BREAK_MM = (4.0, 8.0, 15.0)
 MOVING = ("t1", "t2", "flair")
 CALIBRATION_SEEDS = range(0, 12)
+BROKEN = ("rot4", "rot8", "rot15", "shift4", "shift8", "shift15")
 REQUIRED = ("rot8", "rot15", "shift8", "shift15", "mirror", "swap")  # must be caught; 4 deg / 4 mm reported
 
 
@@ -139,13 +140,15 @@ def summarise(exams: list[dict]) -> dict:
 def as_preprocess_judges(exams: list[dict]) -> dict:
     """What preprocessing's own checks decide: the similarity threshold, then (for a modality that
     passed it) the mirror check; a mirrored or swapped modality is caught by either."""
-    from gliocascade.preprocess import MIN_EDGE_CORR_COREG, MIN_MIRROR_MARGIN
+    from gliocascade.preprocess import MIN_EDGE_CORR_COREG, MIN_MIRROR_MARGIN, MIN_OPTIMUM_MARGIN
 
     rows = [e["scores"][m] for e in exams for m in MOVING]
     refused = lambda r, kind: (r[kind] < MIN_EDGE_CORR_COREG  # noqa: E731
-                               or r.get(f"{kind}_mirror_margin", 1.0) < MIN_MIRROR_MARGIN)
+                               or r.get(f"{kind}_mirror_margin", 1.0) < MIN_MIRROR_MARGIN
+                               or -r.get(f"{kind}_gain", -1.0) < MIN_OPTIMUM_MARGIN)
     margins = [r["registered_mirror_margin"] for r in rows]
     return {"similarity_threshold": MIN_EDGE_CORR_COREG, "mirror_threshold": MIN_MIRROR_MARGIN,
+            "optimum_threshold": MIN_OPTIMUM_MARGIN,
             "correct_refused": f"{sum(refused(r, 'registered') for r in rows)}/{len(rows)}",
             "correct_mirror_margin": {"min": round(min(margins), 4), "median": round(float(np.median(margins)), 4)},
             "mirrored_caught": f"{sum(refused(r, 'mirror') for r in rows)}/{len(rows)}",
@@ -156,8 +159,9 @@ def as_preprocess_judges(exams: list[dict]) -> dict:
                                     "max": round(max(r[f"{k}_gain"] for r in rows), 4)}
                                 for k in ("truth", "registered", "rot4", "rot8", "rot15", "shift4", "shift8",
                                           "shift15") if f"{k}_gain" in rows[0]},
-            "broken_caught": {k: f"{sum(r[k] < MIN_EDGE_CORR_COREG for r in rows)}/{len(rows)}"
-                              for k in ("rot4", "rot8", "rot15", "shift4", "shift8", "shift15")}}
+            "broken_caught_by_similarity_alone": {k: f"{sum(r[k] < MIN_EDGE_CORR_COREG for r in rows)}/{len(rows)}"
+                                                  for k in BROKEN},
+            "broken_caught": {k: f"{sum(refused(r, k) for r in rows)}/{len(rows)}" for k in BROKEN}}
 
 
 def main() -> None:
