@@ -204,13 +204,14 @@ def test_the_reference_is_outlined_for_tcga_brats_where_it_lies(run):
     assert not any(colour_mask(s.rgb, [CYAN]).any() for s in page_slices(unreferenced))
 
 
-def test_the_registration_panel_of_tcga_raw_lists_the_four_scores_and_thresholds(run):
+def test_the_registration_panel_of_tcga_raw_lists_every_score_and_threshold(run):
     record = json.loads((run.out / "TCGA-raw" / "preprocessed" / "provenance_preprocess.json").read_text())
     checks = record["qc"]["checks"]
-    assert len(checks) == 4
+    # the four similarity checks, and the mirror and optimum checks of the three co-registered modalities
+    assert len(checks) == 10 and {f"{m}_not_mirrored" for m in ("t1", "t2", "flair")} <= set(checks)
     page = case_page(run, "TCGA-raw")
     table = page.split("<table class='similarity'>", 1)[1].split("</table>", 1)[0]
-    rows = re.findall(r"<tr><td>(\w+)</td><td>([\d.]+)</td><td>([\d.]+)</td><td>(.*?)</td></tr>", table)
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(-?[\d.]+)</td><td>(-?[\d.]+)</td><td>(.*?)</td></tr>", table)
     assert [(n, float(s), float(t)) for n, s, t, _ in rows] == [
         (n, round(c["score"], 3), float(c["threshold"])) for n, c in checks.items()]
     assert [p == "yes" for *_, p in rows] == [c["passed"] for c in checks.values()]
