@@ -7,7 +7,7 @@ not depend on the weights) is written once. Then, on the real BraTS-space case:
     checks, 8 flip passes, writing), and the inference seconds from its provenance;
   * cohort: `gliocascade predict --cases` over ``--copies`` copies of the case (models loaded once)
     with ``--precision auto``, per-case inference seconds read from each case's provenance.
-The same-run fp32 matmul rate is recorded so that figures compare across machines.
+The same-run fp32 and bf16 matmul rates and the CPU's instruction set are recorded so that figures compare across machines.
 
     python benchmarks/predict_case_bench.py [--device cpu|cuda] [--threads 2] [--copies 2] [--tta 8]
                                             [--precisions fp32,bf16]
@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from gliocascade.precision import isa_record
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = ROOT.parent / "shared" / "data" / "brats_space" / "BraTS-GLI-00001-000"
 
@@ -43,8 +45,9 @@ def write_random_paper_model(folder: Path, snapshots: int) -> Path:
     return write_model_folder(folder, cfg, states[-1], states, {"label_convention": "2019"})
 
 
-def matmul_gflops(device: str, n: int = 4096) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_gflops(device: str, n: int = 4096, dtype: torch.dtype = torch.float32) -> float:
+    """Best-of GEMM rate (GFLOP/s) in ``dtype``: the same-run reference for that precision."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     best = float("inf")
     for _ in range(4):
         if device == "cuda":
@@ -96,6 +99,7 @@ def main() -> None:
         model = write_random_paper_model(tmp / "model", args.tta)
         common = ["--model", str(model), "--tta", str(args.tta), "--device", args.device]
         peak_before = matmul_gflops(args.device)
+        bf16_peak = matmul_gflops(args.device, dtype=torch.bfloat16)
         colds = {}
         for precision in args.precisions.split(","):
             dest = tmp / f"cold_{precision}"
@@ -116,7 +120,8 @@ def main() -> None:
         "case": args.case.name, "device": args.device, "threads": args.threads, "tta": args.tta,
         "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
-        "matmul_gflops": {"before": peak_before, "after": peak_after},
+        "isa": isa_record() if args.device == "cpu" else None,
+        "matmul_gflops": {"before": peak_before, "after": peak_after}, "matmul_bf16_gflops": bf16_peak,
         "padded_shape": cold_prov.get("window", {}).get("padded_shape"),
         "cold": colds, "cohort_precision": provs[0]["parameters"].get("precision"),
         "cohort_cases": args.copies, "cohort_total_seconds": total,
