@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from gliocascade.precision import isa_record
+from train_bench import matmul_gflops  # the benchmarks' one same-run GEMM reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CASE = ROOT.parent / "shared" / "data" / "brats_space" / "BraTS-GLI-00001-000"
@@ -43,21 +44,6 @@ def write_random_paper_model(folder: Path, snapshots: int) -> Path:
         torch.manual_seed(i)
         states.append({"model": build_cascade(cfg).state_dict()})
     return write_model_folder(folder, cfg, states[-1], states, {"label_convention": "2019"})
-
-
-def matmul_gflops(device: str, n: int = 4096, dtype: torch.dtype = torch.float32) -> float:
-    """Best-of GEMM rate (GFLOP/s) in ``dtype``: the same-run reference for that precision."""
-    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
-    best = float("inf")
-    for _ in range(4):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best / 1e9
 
 
 def gliocascade(args: list[str], env: dict[str, str]) -> float:
@@ -99,7 +85,7 @@ def main() -> None:
         model = write_random_paper_model(tmp / "model", args.tta)
         common = ["--model", str(model), "--tta", str(args.tta), "--device", args.device]
         peak_before = matmul_gflops(args.device)
-        bf16_peak = matmul_gflops(args.device, dtype=torch.bfloat16)
+        bf16_peak = matmul_gflops(args.device, dtype="bfloat16")
         colds = {}
         for precision in args.precisions.split(","):
             dest = tmp / f"cold_{precision}"
