@@ -5,6 +5,9 @@ large matmul in fp32 and in bf16 is timed in the same run as the reference for w
 can do, so each pass is reported as a fraction of the peak of its own precision. On CPU both
 precisions run (fp32, and bf16 autocast as `train --precision bf16` does); on CUDA bf16. FLOPs are counted with PyTorch's
 FlopCounterMode (convolutions and matmuls; elementwise work is not counted).
+On CPU freed memory is kept in the heap (``cpu_speed.reuse_freed_memory``), as ``train`` and
+``predict`` do: without it every step's fresh activations page-fault in and a step takes about
+twice as long.
 
     python benchmarks/train_bench.py                    # CPU, writes benchmarks/results/train.json
     python benchmarks/train_bench.py --device cuda      # GPU: bf16 autocast, checkpointing on/off
@@ -74,9 +77,12 @@ def measure(kind: str, device: str, size: int, checkpointing: bool, amp: bool, r
     import torch
 
     from gliocascade.configs import load_config
+    from gliocascade.cpu_speed import reuse_freed_memory
     from gliocascade.losses import cascade_loss
     from gliocascade.networks import build_cascade
 
+    if device == "cpu":
+        reuse_freed_memory()  # as train and predict do on CPU
     torch.manual_seed(0)
     cfg = load_config("paper")
     model = build_cascade(cfg)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cpu_speed import reuse_freed_memory
 from .data import Volume, augment, drop_modalities, load_volume
 from .errors import InputError
 from .inference import brain_probabilities
@@ -186,6 +187,8 @@ def train(cases: list[Case], out: Path, config: dict[str, Any], epochs: int | No
     model = build_cascade(cfg)
     model.set_checkpointing(bool(cfg["checkpointing"] if checkpointing is None else checkpointing))
     channels_last = dev.type == "cpu"  # oneDNN's fast 3D kernels on CPU, even at batch 1
+    if channels_last:
+        reuse_freed_memory()  # no page faults on each step's fresh activations: ~2x per step on CPU
     model = model.to(dev, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
     chosen = resolve_precision(precision, dev)
     log.info("train: %s arithmetic (%s)", chosen.name, chosen.reason)
