@@ -37,6 +37,13 @@ def test_auto_follows_the_cpu_flags(flags, expected):
     assert chosen.name == expected and chosen.reason.startswith("auto")
 
 
+def test_auto_names_amx_where_the_cpu_has_both_units():
+    """Sapphire Rapids and later list avx512_bf16 too; oneDNN runs the tile units, so the log says so."""
+    chosen = resolve_precision("auto", CPU, {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
+    assert chosen.name == "bf16" and "amx_bf16" in chosen.reason
+    assert native_cpu_bf16({"avx512_bf16"}) == "avx512_bf16"
+
+
 def test_explicit_choices_and_cuda():
     assert resolve_precision("fp32", CPU, {"avx512_bf16"}).name == "fp32"
     emulated = resolve_precision("bf16", CPU, {"avx2"})

@@ -17,7 +17,7 @@ from typing import Iterator
 import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # the stronger unit first: logs name the one oneDNN uses
 CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -50,7 +50,7 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
 
 
 def native_cpu_bf16(flags: set[str] | None = None) -> str | None:
-    """The flag that gives this CPU native bf16 arithmetic, or None."""
+    """The flag that gives this CPU native bf16 arithmetic (``amx_bf16`` where both are present), or None."""
     found = cpu_flags() if flags is None else flags
     return next((f for f in NATIVE_BF16_FLAGS if f in found), None)
 
