@@ -159,3 +159,27 @@ def test_small_config_runs_its_crops_and_is_between_tiny_and_paper():
     with torch.no_grad():
         out = net(torch.zeros(1, small["in_channels"], *small["crop"]))
     assert tuple(out["stage2"].shape) == (1, 3, *small["crop"])
+
+
+def test_presence_flags_read_which_modalities_are_present_and_are_off_by_default():
+    """The ``presence_flags`` key adds one input map per modality to each stage (1 present, 0 absent,
+    read from the all-zero channel an absent modality is); off, the paper's parameter count stays."""
+    from gliocascade.configs import network_keys
+    from gliocascade.networks import presence_maps
+
+    x = torch.randn(2, 4, 8, 8, 8)
+    x[0, 1] = 0  # case 0 lacks T1Gd
+    x[1, 3] = 0  # case 1 lacks FLAIR
+    maps = presence_maps(x.to(memory_format=torch.channels_last_3d))
+    assert maps.is_contiguous(memory_format=torch.channels_last_3d)
+    assert maps[:, :, 0, 0, 0].tolist() == [[1, 0, 1, 1], [1, 1, 1, 0]]
+    assert bool((maps == maps[:, :, :1, :1, :1]).all())  # constant over space
+    tiny, flagged = load_config("tiny"), {**load_config("tiny"), "presence_flags": True}
+    assert "presence_flags" not in network_keys(tiny) and network_keys(flagged)["presence_flags"] is True
+    plain, with_flags = build_cascade(tiny), build_cascade(flagged)
+    assert with_flags.stage1.encoder.init_conv.conv.in_channels == 8 == 2 * plain.stage1.encoder.init_conv.conv.in_channels
+    assert with_flags.stage2.encoder.init_conv.conv.in_channels == 11
+    with torch.no_grad():
+        with_flags.eval()
+        out = with_flags(torch.cat([x, x]))["stage2"]
+    assert tuple(out.shape) == (4, 3, 8, 8, 8)

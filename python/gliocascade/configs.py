@@ -31,6 +31,7 @@ PAPER: dict[str, Any] = {
     "snapshots": 8,                # last epochs kept for the snapshot ensemble
     "checkpointing": True,         # the paper needs it to fit 12 GB
     "fg_crop_prob": 0.0,           # the paper crops uniformly at random
+    "presence_flags": False,       # one extra input channel per modality saying it is present (networks.Cascade)
 }
 
 # Small enough to learn the phantoms on one CPU core in a few minutes. Differences from the paper:
@@ -116,5 +117,11 @@ def load_config(name_or_path: str | Path) -> dict[str, Any]:
 
 
 def network_keys(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config that fixes the weights' shapes (compared when loading weights)."""
-    return {k: cfg[k] for k in ("in_channels", "n_regions", "widths1", "widths2", "blocks", "groups")}
+    """The part of a config that fixes the weights' shapes (compared when loading weights).
+
+    ``presence_flags`` is named only when on, so checkpoints written before the key existed still match.
+    """
+    keys = {k: cfg[k] for k in ("in_channels", "n_regions", "widths1", "widths2", "blocks", "groups")}
+    if cfg.get("presence_flags"):
+        keys["presence_flags"] = True
+    return keys

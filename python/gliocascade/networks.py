@@ -76,6 +76,9 @@ class UNet(nn.Module):
 class Cascade(nn.Module):
     """Stage 1 on the 4 images; stage 2 on the images plus stage 1's 3 maps (7 channels).
 
+    With the config key ``presence_flags`` both stages also see one presence map per modality
+    (:func:`presence_maps`; 8 and 11 input channels), off by default.
+
     Trained end to end (stage 1's maps are not detached). ``forward`` returns sigmoid
     probabilities ``stage1`` and ``stage2`` (N, 3, D, H, W; WT, TC, ET) and, in training mode
     only, ``stage2_aux`` from decoder 2.
@@ -85,8 +88,10 @@ class Cascade(nn.Module):
         super().__init__()
         c = config
         self.divisor = 2 ** (len(c["blocks"]) - 1)
-        self.stage1 = UNet(c["in_channels"], c["widths1"], c["blocks"], c["groups"], c["dropout"], c["n_regions"])
-        self.stage2 = UNet(c["in_channels"] + c["n_regions"], c["widths2"], c["blocks"], c["groups"],
+        self.presence_flags = bool(c.get("presence_flags", False))
+        inputs = c["in_channels"] * (2 if self.presence_flags else 1)
+        self.stage1 = UNet(inputs, c["widths1"], c["blocks"], c["groups"], c["dropout"], c["n_regions"])
+        self.stage2 = UNet(inputs + c["n_regions"], c["widths2"], c["blocks"], c["groups"],
                            c["dropout"], c["n_regions"], decoder2=True)
         self.set_checkpointing(bool(c.get("checkpointing", False)))
 
@@ -99,12 +104,26 @@ class Cascade(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if any(s % self.divisor for s in x.shape[2:]):
             raise ValueError(f"spatial size {tuple(x.shape[2:])} is not a multiple of {self.divisor}")
+        if self.presence_flags:
+            x = torch.cat([x, presence_maps(x)], dim=1)
         p1, _ = self.stage1(x)
         p2, aux = self.stage2(torch.cat([x, p1], dim=1))
         out = {"stage1": p1, "stage2": p2}
         if aux is not None:
             out["stage2_aux"] = aux
         return out
+
+
+def presence_maps(x: torch.Tensor) -> torch.Tensor:
+    """One constant map per input channel: 1 where the modality is present, 0 where it is absent.
+
+    An absent modality is all zeros after z-scoring (data.load_volume, modality dropout), so presence
+    is read from the input itself and training, dropout and inference need no extra field (a training
+    crop wholly outside the brain reads as "all absent", where there is nothing to segment anyway).
+    ``ones_like`` keeps the input's memory layout, so channels-last stays on the CPU fast path.
+    """
+    present = (x.detach().abs().flatten(2).amax(dim=2) > 0).to(x.dtype)
+    return torch.ones_like(x) * present[:, :, None, None, None]
 
 
 def build_cascade(config: dict[str, Any]) -> Cascade:
