@@ -2,8 +2,10 @@
 
 Data: ``<data>/expert_flair_t1c/brats_2013_pat000{3..6}_1`` (FLAIR and T1Gd, already z-scored, a brain
 mask and the expert ``OTMultiClass`` map in the BraTS 2015 convention); T1 and T2 are absent. Each
-fold trains the ``small`` configuration on three cases and evaluates the fourth against its expert
-labels, with a budget of process CPU time (``--cpu-seconds``, default 1200) at 2 threads.
+fold trains the ``tiny`` configuration (``--config``; ``small`` learned less in the same budget:
+WT 0.82 against 0.88 on fold 0) on three cases and evaluates the fourth against its expert labels,
+with a budget of process CPU time (``--cpu-seconds``, default 1200) at 2 threads, as ``predict``
+segments (``--tta 8``, the snapshot ensemble).
 
 To fit 2 cores the cases are trained and predicted at 2 mm (block-averaged copies of the 1 mm
 images, nearest-neighbour labels); the stage-2 probabilities are brought back to the 1 mm grid
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from gliocascade.expert_cases import EXPERT_CASES, REGIONS, coarsen, load_case, samplesheet, scores, to_fine_grid
+from gliocascade.precision import isa_record, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = list(EXPERT_CASES)
@@ -81,7 +84,8 @@ def tune_baseline(train: list[dict]) -> tuple[float, float, float]:
 
 # --------------------------------------------------------------------------- model
 
-def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: int, device: str) -> dict:
+def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: int, device: str,
+               precision: str) -> dict:
     """Train on ``sheet`` within ``cpu_budget`` CPU-seconds: one calibration epoch fixes the epochs."""
     from gliocascade.configs import load_config
     from gliocascade.data import cases_from_samplesheet
@@ -89,35 +93,37 @@ def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: in
 
     cases = cases_from_samplesheet(sheet)
     cfg = load_config(config)
-    c0 = cpu_seconds()
-    train(cases, out / "calibration", cfg, epochs=1, steps_per_epoch=steps, device=device, precision="fp32",
-          progress=False, seed=0)
+    for attempt in range(2):  # the second one-epoch run is timed: the first pays one-off kernel set-up
+        c0 = cpu_seconds()
+        train(cases, out / f"calibration{attempt}", cfg, epochs=1, steps_per_epoch=steps, device=device,
+              precision=precision, progress=False, seed=0)
     per_epoch = cpu_seconds() - c0
-    epochs = max(1, int(cpu_budget // per_epoch) - 1)  # the epoch count, with one epoch of slack
+    epochs = max(1, int(0.95 * cpu_budget // per_epoch))  # 5 % slack for epochs slower than the timed one
     c1, t1 = cpu_seconds(), time.time()
     model = train(cases, out / "model", cfg, epochs=epochs, steps_per_epoch=steps, device=device,
-                  precision="fp32", progress=False, seed=0)
+                  precision=precision, progress=False, seed=0)
+    spent = cpu_seconds() - c1
     return {"model": model, "epochs": epochs, "steps_per_epoch": steps, "calibration_cpu_s": round(per_epoch, 1),
-            "train_cpu_s": round(cpu_seconds() - c1, 1), "train_wall_s": round(time.time() - t1, 1)}
+            "train_cpu_s": round(spent, 1), "within_budget": bool(spent <= cpu_budget),
+            "train_wall_s": round(time.time() - t1, 1)}
 
 
-def predict_fold(model: Path, files: dict[str, Path], case: dict, device: str) -> np.ndarray:
-    """Stage-2 regions at 1 mm: the model applied to the 2 mm copy, probabilities brought back."""
-    import torch
-
+def predict_fold(model: Path, files: dict[str, Path], case: dict, device: str, tta: int) -> np.ndarray:
+    """Stage-2 regions at 1 mm: the model applied to the 2 mm copy as ``predict --tta`` applies it
+    (``tta`` flipped passes spread over the snapshots, on the brain box), probabilities brought back."""
     from gliocascade.configs import finish_config
     from gliocascade.data import load_volume
+    from gliocascade.inference import brain_probabilities
     from gliocascade.io import Case
     from gliocascade.model_io import load_model
-    from gliocascade.train import predict_regions
 
     loaded = load_model(model, device)
     vol = load_volume(Case(case_id="test", images={"flair": files["flair"], "t1ce": files["t1ce"]},
                            brainmask=files["brainmask"]))
     cfg = finish_config(dict(loaded.config), None)
-    with torch.no_grad():  # the snapshot ensemble, as predict averages it
-        prob = np.mean([predict_regions(net, vol.images, cfg["divisor"], device) for net in loaded.networks], axis=0)
-    return to_fine_grid(prob, case)
+    brain = np.any(vol.images != 0, axis=0)
+    prob, _ = brain_probabilities([loaded.networks], vol.images, brain, cfg["divisor"], tta, device=device)
+    return to_fine_grid(prob * brain[None], case)
 
 
 def main() -> None:
@@ -125,11 +131,15 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("GLIOCASCADE_TEST_DATA", ROOT.parent / "shared" / "data")))
-    ap.add_argument("--config", default="small")
+    ap.add_argument("--config", default="tiny")
     ap.add_argument("--cpu-seconds", type=float, default=1200.0, help="process CPU time per fold for training")
     ap.add_argument("--steps", type=int, default=20, help="steps per epoch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="training arithmetic, as train --precision (auto: bf16 where the CPU has it)")
+    ap.add_argument("--tta", type=int, default=8, choices=(1, 2, 4, 8),
+                    help="flipped passes at prediction, as predict --tta (default 8, predict's)")
     ap.add_argument("--folds", type=int, nargs="*", default=[0, 1, 2, 3])
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "real_learning.json")
     args = ap.parse_args()
@@ -139,6 +149,7 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("skipped: --device cuda but no CUDA device is available")
     torch.set_num_threads(args.threads)
+    chosen = resolve_precision(args.precision, torch.device(args.device))
     cases = {cid: load_case(root / cid) for cid in CASES}
     folds = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,8 +161,10 @@ def main() -> None:
             thresholds = tune_baseline([cases[c] for c in train_ids])
             base = scores(baseline_regions(cases[test], *thresholds), cases[test])
             sheet = samplesheet(tmp / f"fold{k}.csv", {c: files[c] for c in train_ids})
-            run = train_fold(sheet, tmp / f"fold{k}", args.config, args.cpu_seconds, args.steps, args.device)
-            model = scores(predict_fold(run.pop("model"), files[test], cases[test], args.device), cases[test])
+            run = train_fold(sheet, tmp / f"fold{k}", args.config, args.cpu_seconds, args.steps, args.device,
+                             chosen.name)
+            model = scores(predict_fold(run.pop("model"), files[test], cases[test], args.device, args.tta),
+                           cases[test])
             folds.append({"fold": k, "test": test, "train": train_ids, "model": model, "baseline": base,
                           "baseline_thresholds": dict(zip(REGIONS, thresholds)), **run})
             print(json.dumps(folds[-1]), flush=True)
@@ -159,8 +172,9 @@ def main() -> None:
             for who in ("model", "baseline")}
     beats = {r: all(f["model"][f"dice_{r}"] > f["baseline"][f"dice_{r}"] for f in folds) for r in ("WT", "ET")}
     doc = {"data": "four BRATS 2013 cases with expert labels (FLAIR + T1Gd; T1, T2 absent), leave-one-out",
-           "config": args.config, "device": args.device, "threads": args.threads,
-           "cpu_seconds_per_fold": args.cpu_seconds, "resolution_mm": 2.0, "scored_at_mm": 1.0,
+           "config": args.config, "device": args.device, "threads": args.threads, **chosen.record(),
+           "isa": isa_record(),
+           "cpu_seconds_per_fold": args.cpu_seconds, "tta": args.tta, "resolution_mm": 2.0, "scored_at_mm": 1.0,
            "folds": folds, "mean": mean, "model_beats_baseline_in_every_fold": beats,
            "targets": {"mean_dice_WT": 0.80, "mean_dice_ET": 0.50},
            "meets_targets": bool(all(beats.values()) and mean["model"]["dice_WT"] >= 0.80
