@@ -177,3 +177,31 @@ def test_run_lists_a_row_missing_a_required_modality_as_failed(two_models, cases
     failures = (tmp_path / "out" / "report" / "failures.csv").read_text()
     assert "phantom042" in failures and "phantom042_flair.nii.gz" in failures and "requires it" in failures
     assert not (tmp_path / "out" / "phantom042" / "phantom042_pred.nii.gz").exists()
+
+
+def test_presence_flag_model_is_stored_loaded_and_segments_an_incomplete_exam(cases, cli, tmp_path):
+    """A model trained with the ``presence_flags`` key keeps it in its card, loads as the wider
+    network, and predicts a case lacking T1 and T2 through the CLI."""
+    import torch
+
+    from gliocascade.configs import load_config
+    from gliocascade.data import cases_from_samplesheet
+    from gliocascade.model_io import load_model
+    from gliocascade.train import train
+
+    sheet = _sheet(tmp_path / "four.csv", cases, ["phantom040", "phantom041"], ())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = train(cases_from_samplesheet(sheet), tmp_path / "flags", {**load_config("tiny"), "presence_flags": True},
+                      epochs=1, steps_per_epoch=1, device="cpu", precision="fp32", progress=False,
+                      modality_dropout=0.5)
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((model / "model.json").read_text())["config"]["presence_flags"] is True
+    [net] = load_model(model, "cpu").networks[:1]
+    assert net.presence_flags and net.stage1.encoder.init_conv.conv.in_channels == 8
+    res = _predict(cli, model, cases, "phantom042", tmp_path / "two", ("t1ce", "flair"))
+    assert res.exit_code == 0, res.output
+    labels = nib.load(str(tmp_path / "two" / "phantom042_pred.nii.gz")).get_fdata()
+    assert set(np.unique(labels)) <= {0, 1, 2, 4}
