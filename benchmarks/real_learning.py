@@ -86,7 +86,7 @@ def tune_baseline(train: list[dict]) -> tuple[float, float, float]:
 
 def train_fold(sheet: Path, out: Path, config: str, cpu_budget: float, steps: int, device: str,
                precision: str) -> dict:
-    """Train on ``sheet`` within ``cpu_budget`` CPU-seconds: one calibration epoch fixes the epochs."""
+    """Train on ``sheet`` within ``cpu_budget`` CPU-seconds: a timed one-epoch run fixes the epoch count."""
     from gliocascade.configs import load_config
     from gliocascade.data import cases_from_samplesheet
     from gliocascade.train import train
