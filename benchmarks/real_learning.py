@@ -113,17 +113,15 @@ def predict_fold(model: Path, files: dict[str, Path], case: dict, device: str, t
     (``tta`` flipped passes spread over the snapshots, on the brain box), probabilities brought back."""
     from gliocascade.configs import finish_config
     from gliocascade.data import load_volume
-    from gliocascade.inference import brain_probabilities
     from gliocascade.io import Case
     from gliocascade.model_io import load_model
+    from gliocascade.train import predict_regions
 
     loaded = load_model(model, device)
     vol = load_volume(Case(case_id="test", images={"flair": files["flair"], "t1ce": files["t1ce"]},
                            brainmask=files["brainmask"]))
     cfg = finish_config(dict(loaded.config), None)
-    brain = np.any(vol.images != 0, axis=0)
-    prob, _ = brain_probabilities([loaded.networks], vol.images, brain, cfg["divisor"], tta, device=device)
-    return to_fine_grid(prob * brain[None], case)
+    return to_fine_grid(predict_regions(list(loaded.networks), vol.images, cfg["divisor"], device, tta), case)
 
 
 def main() -> None:

@@ -84,14 +84,17 @@ def restore_rng(state: dict[str, Any], np_rng: np.random.Generator) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 
-def predict_regions(model: torch.nn.Module, images: np.ndarray, divisor: int,
-                    device: torch.device | str = "cpu") -> np.ndarray:
+def predict_regions(model: torch.nn.Module | list[torch.nn.Module], images: np.ndarray, divisor: int,
+                    device: torch.device | str = "cpu", tta: int = 1) -> np.ndarray:
     """Stage-2 probabilities (3, X, Y, Z) of a whole z-scored volume, as the deployed predictor
-    computes them with one pass (tta 1): on the brain box padded to the divisor, 0 outside the
-    brain (the voxels z-scoring left non-zero)."""
-    model.eval()
+    computes them with ``tta`` passes over the snapshot networks given (one network: tta 1, as
+    validation uses it): on the brain box padded to the divisor, 0 outside the brain (the voxels
+    z-scoring left non-zero)."""
+    networks = model if isinstance(model, list) else [model]
+    for net in networks:
+        net.eval()
     brain = np.any(np.asarray(images) != 0, axis=0)
-    found = brain_probabilities([[model]], images, brain, divisor, tta=1, device=device)
+    found = brain_probabilities([networks], images, brain, divisor, tta=tta, device=device)
     if found is None:  # no brain: nothing is predicted
         return np.zeros((3, *brain.shape), dtype=np.float32)
     return found[0] * brain[None]
