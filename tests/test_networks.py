@@ -1,6 +1,8 @@
 """The cascade against Tables 1 and 2 of the paper: every row's output size, decoder 2, parameter counts."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -183,3 +185,18 @@ def test_presence_flags_read_which_modalities_are_present_and_are_off_by_default
         with_flags.eval()
         out = with_flags(torch.cat([x, x]))["stage2"]
     assert tuple(out.shape) == (4, 3, 8, 8, 8)
+
+
+@pytest.mark.parametrize("value", ["false", 0, 1, None])
+def test_a_boolean_config_key_given_as_anything_else_is_refused(tmp_path, value):
+    """A JSON config saying "presence_flags": "false" must not switch the flags on (bool("false") is True):
+    the file is refused with one line naming the key."""
+    from gliocascade.errors import InputError
+
+    path = tmp_path / "flags.json"
+    path.write_text(json.dumps({"base": "tiny", "presence_flags": value}))
+    with pytest.raises(InputError, match=r"presence_flags must be true or false") as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+    path.write_text(json.dumps({"base": "tiny", "presence_flags": True}))
+    assert load_config(path)["presence_flags"] is True

@@ -79,6 +79,9 @@ def finish_config(cfg: dict[str, Any], where: str | Path | None) -> dict[str, An
         raise InputError(where, f"config lacks key(s) {', '.join(missing)}")
     for key, value in PAPER.items():  # training settings default to the paper's
         cfg.setdefault(key, copy.deepcopy(value))
+    for key in [k for k, v in PAPER.items() if isinstance(v, bool)]:  # "false" in JSON would read as true
+        if not isinstance(cfg[key], bool):
+            raise InputError(where, f"{key} must be true or false, not {cfg[key]!r}")
     w1, w2, blocks = cfg["widths1"], cfg["widths2"], cfg["blocks"]
     if not (len(w1) == len(w2) == len(blocks)) or len(blocks) < 2:
         raise InputError(where, "widths1, widths2 and blocks must have the same length (>= 2)")

@@ -122,7 +122,7 @@ def presence_maps(x: torch.Tensor) -> torch.Tensor:
     crop wholly outside the brain reads as "all absent", where there is nothing to segment anyway).
     ``ones_like`` keeps the input's memory layout, so channels-last stays on the CPU fast path.
     """
-    present = (x.detach().abs().flatten(2).amax(dim=2) > 0).to(x.dtype)
+    present = (x.detach().abs().amax(dim=(2, 3, 4)) > 0).to(x.dtype)
     return torch.ones_like(x) * present[:, :, None, None, None]
 
 
