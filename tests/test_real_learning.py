@@ -146,7 +146,45 @@ def test_coarsen_keeps_world_positions_and_block_means(tmp_path):
     expected = case["flair"][2:4, 2:4, 0:2].mean() * mask2[1, 1, 0]
     assert float(np.asarray(img.dataobj)[1, 1, 0]) == pytest.approx(float(expected), abs=1e-6)
     seg = np.asarray(nib.load(files["seg"]).dataobj)
-    np.testing.assert_array_equal(seg, case["labels"][::2, ::2, ::2])
+    assert seg.shape == img.shape and seg[1, 1, 0] == 2  # the toy's oedema block (its corner voxel is ET)
+
+
+def test_block_labels_are_region_majorities_not_a_corner_voxel():
+    """Each 2 mm region is where it fills at least half of the block (in step with the block-mean
+    images); a block whose corner voxel is ET but mostly oedema is oedema, and nesting holds."""
+    from gliocascade.expert_cases import block_labels
+    from gliocascade.labels import labels_to_regions
+
+    labels = np.zeros((4, 2, 2), dtype=np.uint8)
+    labels[0, 0, 0] = 4                 # block 0: the corner voxel ET, the other seven background
+    labels[2:4] = 2                     # block 1: all oedema ...
+    labels[2, :, :] = 4                 # ... half of it ET (4 voxels): ET and TC by majority
+    labels[3, 0, 0] = 3                 # one non-enhancing voxel: TC 5 of 8
+    out = block_labels(labels)
+    assert out.shape == (2, 1, 1) and out.dtype == np.uint8
+    assert out[0, 0, 0] == 0 and out[1, 0, 0] == 4
+    labels[2, 1, 1] = 2                 # ET 3 of 8, TC still 4 of 8 (3 ET + the non-enhancing voxel)
+    assert block_labels(labels)[1, 0, 0] == 1
+    rng = np.random.default_rng(0)
+    noisy = rng.choice(np.array([0, 1, 2, 3, 4], dtype=np.uint8), size=(10, 8, 6))
+    wt, tc, et = labels_to_regions(block_labels(noisy), "2015")
+    assert (et <= tc).all() and (tc <= wt).all()
+    fine = labels_to_regions(noisy, "2015").reshape(3, 5, 2, 4, 2, 3, 2).mean(axis=(2, 4, 6))
+    np.testing.assert_array_equal(np.stack([wt, tc, et]), fine >= 0.5)
+
+
+@pytest.mark.parametrize("crossing", [5.0, 37.3, 110.2])
+def test_fine_grid_places_each_2mm_value_at_its_block_centre(crossing):
+    """A 2 mm ramp crossing 0.5 at 2 mm coordinate c crosses at 1 mm coordinate 2c + 0.5 (block
+    centres), at both ends of a long axis; the corner-aligned zoom missed this near the far end."""
+    from gliocascade.expert_cases import to_fine_grid
+
+    n = 120
+    ramp = (np.arange(n, dtype=np.float32) - crossing) / 100.0 + 0.5
+    prob = np.broadcast_to(ramp[None, :, None, None], (3, n, 2, 2)).copy()
+    case = {"regions": np.zeros((3, 2 * n, 4, 4), dtype=bool), "mask": np.ones((2 * n, 4, 4), dtype=bool)}
+    on = to_fine_grid(prob, case)[0, :, 1, 1]
+    assert int(np.argmax(on)) == int(np.floor(2 * crossing + 0.5)) + 1 and on[int(np.argmax(on)):].all()
 
 
 def test_swapped_labels_give_every_case_another_cases_map_inside_its_brain():
