@@ -13,7 +13,9 @@ registration copies) at:
   modality's voxels mirrored left-right under an unchanged header, and the modality swapped for
   the other subject's;
 - the mirror check (``preprocess.mirror_margin``: the edge correlation as given minus that of the
-  image mirrored and registered again) for the correct modality and for the mirrored one.
+  image mirrored and registered again) for the correct modality and for the mirrored one;
+- every edge correlation again over the deep brain only (``preprocess.deep_brain``: 10 mm or more
+  inside its outline, ``<kind>_deep``), where another subject's stripped brain no longer matches.
 
 The check is a pure function of the images and a transform, so every score is recomputed here;
 thresholds chosen on seeds 0-11 are then tested on seeds 12-23. The raw source (with skull) has
@@ -65,8 +67,8 @@ def broken(truth: sitk.Transform, centre: tuple[float, float, float], rng: np.ra
 def score_exam(exam, other_paths: dict[str, Path]) -> dict:
     """Every kind of score for one exam's moving modalities."""
     from gliocascade import registration as reg
-    from gliocascade.preprocess import (affine_parts, edge_correlation, edge_map, mirror_margin, mirrored,
-                                        optimality_gain, region_centre, registration_copy)
+    from gliocascade.preprocess import (affine_parts, deep_brain, edge_correlation, edge_map, mirror_margin,
+                                        mirrored, optimality_gain, region_centre, registration_copy)
 
     read = {m: sitk.Cast(sitk.ReadImage(str(p)), sitk.sitkFloat32) for m, p in exam.paths.items()}
     small = {m: registration_copy(img) for m, img in read.items()}
@@ -75,6 +77,7 @@ def score_exam(exam, other_paths: dict[str, Path]) -> dict:
     with reg.fixed_threads():
         edges = edge_map(fixed)
     centre = region_centre(fixed, brain)
+    deep = deep_brain(brain, fixed)  # >= 10 mm inside: the outline, which stripped brains share, left out
     rng = np.random.default_rng(exam.spec.seed + 7919)
     params = reg.RegistrationParams()
     # the head's left-right axis in the native T1Gd: the source's (BraTS space: x) carried by the pose
@@ -83,17 +86,20 @@ def score_exam(exam, other_paths: dict[str, Path]) -> dict:
     for m in MOVING:
         truth = exam.coreg_truth(m)
         s = {"truth": edge_correlation(fixed, small[m], truth, brain, edges),
+             "truth_deep": edge_correlation(fixed, small[m], truth, deep, edges),
              "truth_gain": optimality_gain(fixed, small[m], truth, brain, edges)}
         for kind, sizes in (("rot", BREAK_DEG), ("shift", BREAK_MM)):
             for size in sizes:
                 wrong = broken(truth, centre, rng, kind, size)
                 s[f"{kind}{size:g}"] = edge_correlation(fixed, small[m], wrong, brain, edges)
+                s[f"{kind}{size:g}_deep"] = edge_correlation(fixed, small[m], wrong, deep, edges)
                 s[f"{kind}{size:g}_gain"] = optimality_gain(fixed, small[m], wrong, brain, edges)
         for kind, moving in (("registered", small[m]), ("mirror", mirrored(small[m])),
                              ("swap", registration_copy(sitk.Cast(sitk.ReadImage(str(other_paths[m])),
                                                                   sitk.sitkFloat32)))):
             found = reg.register(fixed, moving, params=params).transform  # as preprocessing registers it
             s[kind] = edge_correlation(fixed, moving, found, brain, edges)
+            s[f"{kind}_deep"] = edge_correlation(fixed, moving, found, deep, edges)
             if kind == "registered":
                 s["registered_gain"] = optimality_gain(fixed, moving, found, brain, edges)
             if kind != "swap":
@@ -114,8 +120,9 @@ def best_threshold(passing: list[float], failing: list[float]) -> dict:
 
 def summarise(exams: list[dict]) -> dict:
     """Distributions per kind, thresholds from the calibration seeds, their catch rates on the held-out ones."""
-    kinds = [k for k in exams[0]["scores"]["t1"] if "margin" not in k and "gain" not in k]
-    dist = {k: [e["scores"][m][k] for e in exams for m in MOVING] for k in kinds}
+    scored = [k for k in exams[0]["scores"]["t1"] if "margin" not in k and "gain" not in k]
+    kinds = [k for k in scored if not k.endswith("_deep")]
+    dist = {k: [e["scores"][m][k] for e in exams for m in MOVING] for k in scored}
     calib = [e for e in exams if e["seed"] in CALIBRATION_SEEDS]
     held = [e for e in exams if e["seed"] not in CALIBRATION_SEEDS]
     pick = lambda group, k: [e["scores"][m][k] for e in group for m in MOVING]  # noqa: E731
@@ -133,6 +140,12 @@ def summarise(exams: list[dict]) -> dict:
             "refused_correct": sum(s < t for s in pick(test, "truth") + pick(test, "registered")),
             "caught": {k: f"{sum(s < t for s in pick(test, k))}/{len(pick(test, k))}"
                        for k in kinds if k not in ("truth", "registered")}}
+        if "truth_deep" in scored:  # the deep-brain score against another subject's image
+            deep = best_threshold(pick(calib, "truth_deep") + pick(calib, "registered_deep"), pick(calib, "swap_deep"))
+            summary["deep_calibration"] = deep
+            summary["deep_held_out"] = {
+                "refused_correct": sum(s < deep["threshold"] for s in pick(test, "truth_deep") + pick(test, "registered_deep")),
+                "swap_caught": f"{sum(s < deep['threshold'] for s in pick(test, 'swap_deep'))}/{len(pick(test, 'swap_deep'))}"}
     summary["preprocess_checks"] = as_preprocess_judges(exams)
     return summary
 

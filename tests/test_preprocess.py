@@ -226,3 +226,19 @@ def test_optimality_gain_is_near_zero_at_the_truth_and_positive_off_it():
              (("truth", truth), ("rot8", rotated), ("shift8", shifted))}
     assert gains["truth"] <= 0.005, gains
     assert gains["rot8"] > 0.02 and gains["shift8"] > 0.02, gains
+
+
+def test_deep_brain_keeps_what_lies_the_depth_inside_the_outline_in_millimetres():
+    """A ball of radius 30 mm on a 1 x 1 x 5 mm grid: its deep part (>= 10 mm inside) is the ball of
+    radius 20 mm, measured in millimetres whatever the slice thickness (voxel counts would give 10 x 10 x 50)."""
+    from gliocascade.preprocess import deep_brain
+
+    image = sitk.Image(81, 81, 21, sitk.sitkFloat32)
+    image.SetSpacing((1.0, 1.0, 5.0))
+    z, y, x = np.meshgrid(np.arange(21) * 5.0, np.arange(81) * 1.0, np.arange(81) * 1.0, indexing="ij")
+    r = np.sqrt((x - 40) ** 2 + (y - 40) ** 2 + (z - 50) ** 2)
+    deep = deep_brain(r <= 30.0, image)
+    assert deep.shape == r.shape and deep.any()
+    # outside voxels lie 5 mm apart along z, so the edge of the deep part is sharp to half a slice
+    assert r[deep].max() <= 22.5 and deep[r <= 19.0].all()
+    assert not deep_brain(r <= 30.0, image, depth_mm=31.0).any()

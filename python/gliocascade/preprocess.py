@@ -176,6 +176,18 @@ def edge_correlation(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tran
     return reg.normalized_cross_correlation(a, b, region & overlap)
 
 
+def deep_brain(brain: np.ndarray, image: sitk.Image, depth_mm: float = 10.0) -> np.ndarray:
+    """The part of ``brain`` (an array of ``image``'s grid) at least ``depth_mm`` from its outline.
+
+    Registered skull-stripped images of two different people share their brain outline, which
+    carries most of an edge correlation over the whole brain; deeper in, only the subject's own
+    anatomy (ventricles, sulci, tumour) lines up. Distances are in millimetres of ``image``'s spacing.
+    """
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(brain, sampling=image.GetSpacing()[::-1]) >= depth_mm
+
+
 def region_centre(image: sitk.Image, region: np.ndarray) -> tuple[float, float, float]:
     """The physical point at the centroid of ``region`` (an array of ``image``'s grid)."""
     idx = np.argwhere(region).mean(axis=0)[::-1]  # (z, y, x) -> (x, y, z)
