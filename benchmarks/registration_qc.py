@@ -64,8 +64,9 @@ def broken(truth: sitk.Transform, centre: tuple[float, float, float], rng: np.ra
     return sitk.CompositeTransform([truth, error])
 
 
-def score_exam(exam, other_paths: dict[str, Path]) -> dict:
-    """Every kind of score for one exam's moving modalities."""
+def score_exam(exam, other_paths: dict[str, Path], swap_only: bool = False) -> dict:
+    """Every kind of score for one exam's moving modalities (``swap_only``: the truth and the swapped
+    modality, over the brain and the deep brain; a quarter of the CPU time)."""
     from gliocascade import registration as reg
     from gliocascade.preprocess import (affine_parts, deep_brain, edge_correlation, edge_map, mirror_margin,
                                         mirrored, optimality_gain, region_centre, registration_copy)
@@ -86,8 +87,15 @@ def score_exam(exam, other_paths: dict[str, Path]) -> dict:
     for m in MOVING:
         truth = exam.coreg_truth(m)
         s = {"truth": edge_correlation(fixed, small[m], truth, brain, edges),
-             "truth_deep": edge_correlation(fixed, small[m], truth, deep, edges),
-             "truth_gain": optimality_gain(fixed, small[m], truth, brain, edges)}
+             "truth_deep": edge_correlation(fixed, small[m], truth, deep, edges)}
+        if swap_only:
+            other = registration_copy(sitk.Cast(sitk.ReadImage(str(other_paths[m])), sitk.sitkFloat32))
+            found = reg.register(fixed, other, params=params).transform
+            s["swap"] = edge_correlation(fixed, other, found, brain, edges)
+            s["swap_deep"] = edge_correlation(fixed, other, found, deep, edges)
+            out[m] = {k: round(float(v), 4) for k, v in s.items()}
+            continue
+        s["truth_gain"] = optimality_gain(fixed, small[m], truth, brain, edges)
         for kind, sizes in (("rot", BREAK_DEG), ("shift", BREAK_MM)):
             for size in sizes:
                 wrong = broken(truth, centre, rng, kind, size)
@@ -116,6 +124,34 @@ def best_threshold(passing: list[float], failing: list[float]) -> dict:
     below = max(caught) if caught else lowest_pass - 0.05
     return {"threshold": round((lowest_pass + below) / 2, 4), "lowest_passing": round(lowest_pass, 4),
             "highest_caught": round(below, 4), "caught": len(caught), "of": len(failing)}
+
+
+def summarise_swaps(exams: list[dict]) -> dict:
+    """A ``--swap-only`` run: the deep threshold midway between the lowest correct deep score and the
+    highest deep score of a swapped modality that passes the whole-brain check (the only swaps the
+    deep check sees) on the calibration seeds, and what it decides on the held-out ones."""
+    from gliocascade.preprocess import MIN_EDGE_CORR_COREG, MIN_EDGE_CORR_DEEP
+
+    rows = lambda group: [e["scores"][m] for e in group for m in MOVING]  # noqa: E731
+    calib = rows([e for e in exams if e["seed"] in CALIBRATION_SEEDS])
+    held = rows([e for e in exams if e["seed"] not in CALIBRATION_SEEDS])
+    seen = lambda rs: [r["swap_deep"] for r in rs if r["swap"] >= MIN_EDGE_CORR_COREG]  # noqa: E731
+    doc = {"whole_brain_threshold": MIN_EDGE_CORR_COREG, "deep_threshold_in_use": MIN_EDGE_CORR_DEEP,
+           "distributions": {k: {"min": round(min(r[k] for r in rows(exams)), 4),
+                                 "max": round(max(r[k] for r in rows(exams)), 4), "n": len(rows(exams))}
+                             for k in ("truth", "truth_deep", "swap", "swap_deep")}}
+    for name, group in (("calibration", calib), ("held_out", held)):
+        if group:
+            doc[name] = {"lowest_correct_deep": round(min(r["truth_deep"] for r in group), 4),
+                         "swaps_passing_whole_brain": len(seen(group)),
+                         "highest_deep_of_those": round(max(seen(group), default=float("nan")), 4),
+                         "correct_refused": sum(r["truth"] < MIN_EDGE_CORR_COREG or r["truth_deep"] < MIN_EDGE_CORR_DEEP
+                                                for r in group),
+                         "swaps_caught": f"{sum(r['swap'] < MIN_EDGE_CORR_COREG or r['swap_deep'] < MIN_EDGE_CORR_DEEP for r in group)}/{len(group)}"}
+    if calib and seen(calib):
+        low, high = doc["calibration"]["lowest_correct_deep"], doc["calibration"]["highest_deep_of_those"]
+        doc["calibrated_deep_threshold"] = round((low + high) / 2, 4)
+    return doc
 
 
 def summarise(exams: list[dict]) -> dict:
@@ -153,7 +189,7 @@ def summarise(exams: list[dict]) -> dict:
 def as_preprocess_judges(exams: list[dict]) -> dict:
     """What preprocessing's own checks decide: the similarity threshold, then (for a modality that
     passed it) the mirror check; a mirrored or swapped modality is caught by either."""
-    from gliocascade.preprocess import MIN_EDGE_CORR_COREG, MIN_MIRROR_MARGIN, MIN_OPTIMUM_MARGIN
+    from gliocascade.preprocess import MIN_EDGE_CORR_COREG, MIN_EDGE_CORR_DEEP, MIN_MIRROR_MARGIN, MIN_OPTIMUM_MARGIN
 
     rows = [e["scores"][m] for e in exams for m in MOVING]
     refused = lambda r, kind: (r[kind] < MIN_EDGE_CORR_COREG  # noqa: E731
@@ -167,7 +203,8 @@ def as_preprocess_judges(exams: list[dict]) -> dict:
             "mirrored_caught": f"{sum(refused(r, 'mirror') for r in rows)}/{len(rows)}",
             "mirrored_caught_by_the_mirror_check": sum(r["mirror"] >= MIN_EDGE_CORR_COREG
                                                        and r["mirror_mirror_margin"] < MIN_MIRROR_MARGIN for r in rows),
-            "swap_caught": f"{sum(r['swap'] < MIN_EDGE_CORR_COREG for r in rows)}/{len(rows)}",
+            # with the deep check (skull-stripped inputs) where the run measured the deep scores
+            "swap_caught": f"{sum(r['swap'] < MIN_EDGE_CORR_COREG or r.get('swap_deep', 1.0) < MIN_EDGE_CORR_DEEP for r in rows)}/{len(rows)}",
             "optimality_gain": {k: {"min": round(min(r[f"{k}_gain"] for r in rows), 4),
                                     "max": round(max(r[f"{k}_gain"] for r in rows), 4)}
                                 for k in ("truth", "registered", "rot4", "rot8", "rot15", "shift4", "shift8",
@@ -187,12 +224,17 @@ def main() -> None:
     ap.add_argument("--coarsen", type=float, default=2.0, help="in-plane matrix shrink of the generated exams")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "registration_qc.json")
     ap.add_argument("--summarise-only", action="store_true", help="recompute the summary of an existing results file")
+    ap.add_argument("--swap-only", action="store_true",
+                    help="score only the truth and another subject's modality (whole and deep brain); default "
+                         "results file registration_qc_swap.json")
     args = ap.parse_args()
+    if args.swap_only and args.results == ap.get_default("results"):
+        args.results = args.results.with_name("registration_qc_swap.json")
     if args.summarise_only:
         doc = json.loads(args.results.read_text())
         specs = nc.corpus_specs([e["seed"] for e in doc["exams"]],
                                 [n for n in nc.SOURCE_NAMES if nc.SOURCE_SKULL_STRIPPED[n]])
-        write_results(args.results, doc["coarsen"], specs, doc["exams"])
+        write_results(args.results, doc["coarsen"], specs, doc["exams"], doc.get("swap_only", False))
         return
     if not (args.data / "brats_space").is_dir():
         raise SystemExit(f"skipped: {args.data / 'brats_space'} not found (the corpus sources)")
@@ -213,14 +255,15 @@ def main() -> None:
                                                   sources[other_name][0], tmp / f"other{len(others)}", args.coarsen,
                                                   skull_stripped=True)
             row = {"exam_id": spec.exam_id, "seed": spec.seed, "source": spec.source,
-                   "scores": score_exam(exam, others[other_name].paths), "cpu_s": 0.0}
+                   "scores": score_exam(exam, others[other_name].paths, args.swap_only), "cpu_s": 0.0}
             row["cpu_s"] = round(time.process_time() - t0, 1)
             exams.append(row)
             print(json.dumps(row), flush=True)
-            write_results(args.results, args.coarsen, specs, exams)  # after each exam: a stopped run keeps its part
+            # after each exam: a stopped run keeps its part
+            write_results(args.results, args.coarsen, specs, exams, args.swap_only)
 
 
-def write_results(path: Path, coarsen: float, specs: list, exams: list[dict]) -> None:
+def write_results(path: Path, coarsen: float, specs: list, exams: list[dict], swap_only: bool = False) -> None:
     """The results file: poses, per-exam scores, distributions, the calibrated threshold and its catches."""
     from gliocascade import native_corpus as nc
 
@@ -229,7 +272,9 @@ def write_results(path: Path, coarsen: float, specs: list, exams: list[dict]) ->
                    "skull-stripped sources (exact truth)",
            "coarsen": coarsen, "current_threshold": 0.40, "required_catches": list(REQUIRED),
            "calibration_seeds": list(CALIBRATION_SEEDS), "poses": nc.pose_table(specs[:len(exams)]),
-           "exams": exams, **summarise(exams)}
+           "exams": exams, **(summarise_swaps(exams) if swap_only else summarise(exams))}
+    if swap_only:
+        doc["swap_only"] = True
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
 

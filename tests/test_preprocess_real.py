@@ -353,6 +353,29 @@ def test_a_skull_stripped_exam_is_detected_and_keeps_its_own_brain(stripped_run_
                * np.prod(native_brain.GetSpacing()) / 1000) < 60
 
 
+def test_a_stripped_exam_passes_its_deep_brain_checks(stripped_run_on_reference_atlas):
+    """The correct modalities of a skull-stripped exam match the T1Gd deep inside the brain too."""
+    prov = json.loads((stripped_run_on_reference_atlas / "provenance_preprocess.json").read_text())
+    deep = {n: c for n, c in prov["qc"]["checks"].items() if n.endswith("_deep_match")}
+    assert set(deep) == {f"{m}_deep_match" for m in ("t1", "t2", "flair")}
+    assert all(c["passed"] and c["score"] >= c["threshold"] + 0.1 for c in deep.values()), deep
+
+
+def test_another_subjects_stripped_modality_is_refused(data_dir, tmp_path):
+    """A skull-stripped exam (HD-BET's brains) with the T1 of another person's stripped brain (the BraTS
+    2023 case): brain outlines match between stripped images, so the refusal must come from the deep
+    brain or the whole brain; one line naming the T1, exit 2, nothing written."""
+    images = _hdbet_native(data_dir)
+    images["t1"] = data_dir / "brats_space" / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t1n.nii.gz"
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, _args(images, out, data_dir / "atlas"), catch_exceptions=False)
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {images['t1']}: case {CASE}, t1: does not match"), lines
+    assert "inside the brain" in lines[0] and "another subject's image" in lines[0]  # the deep check, not the mirror's
+    assert not out.exists() or not any(p.is_file() for p in out.rglob("*"))
+
+
 def test_a_mirrored_modality_is_refused(small_exam, data_dir, tmp_path):
     """FLAIR's voxels flipped left-right under an unchanged header (a wrong header in a conversion):
     no rigid motion undoes a mirror, so the FLAIR check fails; exit 2, one line, nothing written."""

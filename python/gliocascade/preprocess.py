@@ -66,6 +66,12 @@ MIN_MIRROR_MARGIN = 0.0
 # corpus (benchmarks/registration_qc.py) correct results scored -0.011 or more and every result
 # broken by 8 degrees or 8 mm or more -0.036 or less, the real exam +0.02 to +0.07.
 MIN_OPTIMUM_MARGIN = -0.025
+# Skull-stripped images of two different people, registered, share their brain outline, and the
+# outline carries the whole-brain edge correlation: another subject's stripped T1 scored 0.52-0.53 on
+# the corpus, above MIN_EDGE_CORR_COREG. Over the deep brain (``deep_brain``: 10 mm or more inside)
+# only the subject's own anatomy lines up. Calibrated on the corpus (benchmarks/registration_qc.py,
+# README): the check ``<modality>_deep_match`` runs for skull-stripped inputs, whose outline is shared.
+MIN_EDGE_CORR_DEEP = 0.25
 # Room around the atlas brain's box for the mask refinement's morphology (its rim band is 4 mm).
 BRAIN_BOX_MARGIN_MM = 8
 
@@ -301,10 +307,21 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                               _similarity(small["t1ce"], small[m], results[m].transform, brain,
                                                           paths[m], paths["t1ce"].name, t1ce_edges)))
             similarity = {c.key: c.score for c in checks}
+        with clock("deep_check"):
+            if skull.stripped:
+                deep = deep_brain(brain, small["t1ce"])
+                for c in [c for c in checks if c.key in MOVING and c.name.endswith(f"_to_{ANCHOR}") and c.passed]:
+                    score = round(edge_correlation(small["t1ce"], small[c.key], results[c.key].transform, deep,
+                                                   t1ce_edges), 4)
+                    checks.append(SimilarityCheck(c.key, f"{c.key}_deep_match", c.key, MIN_EDGE_CORR_DEEP, c.path,
+                                                  c.target, score, "edge correlation 10 mm or more inside the brain",
+                                                  "another subject's image, or one mirrored left-right (only the brain "
+                                                  "outline matches)"))
         with clock("mirror_check"):
             # the atlas's left-right axis, carried into the exam: the head's own, however it lay in the scanner
             head_lr_axis = affine_parts(brats_to_native)[0][:, 0]
-            for c in [c for c in checks if c.key in MOVING and c.passed]:  # a mismatch needs no mirror question
+            mismatched = {c.key for c in checks if not c.passed}  # another subject's image needs no mirror question
+            for c in [c for c in checks if c.key in MOVING and c.name.endswith(f"_to_{ANCHOR}") and c.key not in mismatched]:
                 margin = mirror_margin(small["t1ce"], small[c.key], results[c.key].transform, c.score, brain,
                                        head_lr_axis, params, t1ce_edges)
                 checks.append(SimilarityCheck(c.key, f"{c.key}_not_mirrored", c.key, MIN_MIRROR_MARGIN, c.path,
