@@ -228,6 +228,64 @@ def test_optimality_gain_is_near_zero_at_the_truth_and_positive_off_it():
     assert gains["rot8"] > 0.02 and gains["shift8"] > 0.02, gains
 
 
+def _off_and_correct_results(images, params):
+    """Two co-registrations of a phantom's FLAIR onto its T1Gd (truth: identity), as the registration
+    reports them: one stopped after a single step from 8 degrees off, one run to convergence."""
+    from dataclasses import replace
+
+    from gliocascade import registration as reg
+    from gliocascade.preprocess import rigid_as_euler
+
+    fixed, moving = images["t1ce"], images["flair"]
+    centre = fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2.0 for n in fixed.GetSize()])
+    tilt = sitk.VersorRigid3DTransform()
+    tilt.SetCenter(centre)
+    tilt.SetRotation((0.6, 0.0, 0.8), float(np.deg2rad(8.0)))
+    off = reg.register_from(fixed, moving, rigid_as_euler(tilt, centre), replace(params, iterations=1))
+    correct = reg.register_from(fixed, moving, rigid_as_euler(sitk.Euler3DTransform(), centre), params)
+    return off, correct
+
+
+def _mean_error_mm(transform, brain_points) -> float:
+    """Mean displacement of the brain's points (identity is the truth)."""
+    return float(np.mean([np.linalg.norm(np.subtract(transform.TransformPoint(tuple(p)), p)) for p in brain_points]))
+
+
+def test_a_registration_that_ended_off_its_optimum_is_restarted_from_its_best_neighbour():
+    """An off-optimum result is run again from its best 3-degree/3-mm neighbour and kept when the
+    registration's own metric prefers it: it lands near the truth and passes the optimum check. A
+    result at its optimum is left as it is (no restart); a restart the metric does not prefer is
+    recorded and not kept."""
+    from dataclasses import replace
+
+    from gliocascade import registration as reg
+    from gliocascade.preprocess import MIN_OPTIMUM_MARGIN, optimality_gain, restart_off_optimum
+
+    images = _phantom_images(5)
+    fixed, moving = images["t1ce"], images["flair"]
+    brain = sitk.GetArrayFromImage(fixed) > 0
+    idx = np.argwhere(brain)[::50][:, ::-1]
+    points = [fixed.TransformIndexToPhysicalPoint(tuple(int(i) for i in p)) for p in idx]
+    params = reg.RegistrationParams()
+    off, correct = _off_and_correct_results(images, params)
+    assert -optimality_gain(fixed, moving, off.transform, brain) < MIN_OPTIMUM_MARGIN  # the check would refuse it
+    assert _mean_error_mm(off.transform, points) > 3.0  # measured 3.9 mm
+
+    kept, margin = restart_off_optimum(fixed, moving, off, brain, params)
+    assert kept.extra["restart"]["kept"] and kept.metric < off.metric
+    assert kept.extra["restart"]["margin_before"] < MIN_OPTIMUM_MARGIN <= margin
+    assert _mean_error_mm(kept.transform, points) < 1.0
+    assert isinstance(kept.transform, sitk.Euler3DTransform)
+
+    same, at_optimum = restart_off_optimum(fixed, moving, correct, brain, params)
+    assert same is correct and "restart" not in same.extra and at_optimum >= MIN_OPTIMUM_MARGIN
+
+    prefers_the_first = replace(off, metric=-np.inf)
+    unchanged, before = restart_off_optimum(fixed, moving, prefers_the_first, brain, params)
+    assert unchanged.transform is off.transform and not unchanged.extra["restart"]["kept"]
+    assert before < MIN_OPTIMUM_MARGIN
+
+
 def test_deep_brain_keeps_what_lies_the_depth_inside_the_outline_in_millimetres():
     """A ball of radius 30 mm on a 1 x 1 x 5 mm grid: its deep part (>= 10 mm inside) is the ball of
     radius 20 mm, measured in millimetres whatever the slice thickness (voxel counts would give 10 x 10 x 50)."""

@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -213,24 +213,85 @@ def _perturbations(centre: tuple[float, float, float], step_deg: float, step_mm:
     return steps
 
 
-def optimality_gain(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray,
-                    fixed_edges: np.ndarray | None = None, step_deg: float = 3.0, step_mm: float = 3.0) -> float:
-    """How much better the edge correlation gets one small rigid step away from ``transform``
-    (the best of twelve steps, minus the score at ``transform``): about 0 or below at a correct
-    registration, clearly above 0 when it lies degrees or millimetres off. A pure function of the
-    images and the transform, so a result can be judged without knowing how it was found."""
+def best_neighbour(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray,
+                   fixed_edges: np.ndarray | None = None, step_deg: float = 3.0,
+                   step_mm: float = 3.0) -> tuple[float, sitk.Transform]:
+    """(gain, neighbour): the best of the twelve rigid steps of ``step_deg`` / ``step_mm`` away from
+    ``transform`` by edge correlation, and how much better it scores than ``transform`` itself."""
     centre = region_centre(fixed, region)
     edges = fixed_edges
     if edges is None:
         with reg.fixed_threads():
             edges = edge_map(fixed)
     at = edge_correlation(fixed, moving, transform, region, edges)
-    best = max(edge_correlation(fixed, moving, sitk.CompositeTransform([transform, step]), region, edges)
-               for step in _perturbations(centre, step_deg, step_mm))
-    return round(best - at, 4)
+    scored = [(edge_correlation(fixed, moving, moved, region, edges), i, moved)
+              for i, moved in enumerate(sitk.CompositeTransform([transform, step])
+                                        for step in _perturbations(centre, step_deg, step_mm))]
+    best, _, neighbour = max(scored, key=lambda t: (t[0], -t[1]))  # ties: the first step, deterministically
+    return round(best - at, 4), neighbour
+
+
+def optimality_gain(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, region: np.ndarray,
+                    fixed_edges: np.ndarray | None = None, step_deg: float = 3.0, step_mm: float = 3.0) -> float:
+    """How much better the edge correlation gets one small rigid step away from ``transform``
+    (the best of twelve steps, minus the score at ``transform``): about 0 or below at a correct
+    registration, clearly above 0 when it lies degrees or millimetres off. A pure function of the
+    images and the transform, so a result can be judged without knowing how it was found."""
+    return best_neighbour(fixed, moving, transform, region, fixed_edges, step_deg, step_mm)[0]
+
+
+def rigid_as_euler(transform: sitk.Transform, centre: tuple[float, float, float] | np.ndarray) -> sitk.Euler3DTransform:
+    """One Euler3D transform about ``centre`` equal to a rigid ``transform`` (or a composite of rigid
+    ones), as registration starts need."""
+    return _euler_from_parts(*affine_parts(transform), centre)
+
+
+def _euler_from_parts(matrix: np.ndarray, offset: np.ndarray, centre) -> sitk.Euler3DTransform:
+    """x -> matrix x + offset as an Euler3D transform about ``centre`` (the nearest rotation where
+    ``matrix`` carries an affine's scaling)."""
+    u, _, vt = np.linalg.svd(matrix)
+    out = sitk.Euler3DTransform()
+    c = np.asarray(centre, float)
+    out.SetCenter(tuple(c))
+    out.SetMatrix(tuple((u @ vt).ravel()))
+    out.SetTranslation(tuple(matrix @ c + offset - c))
+    return out
+
+
+def restart_off_optimum(fixed: sitk.Image, moving: sitk.Image, result: reg.RegistrationResult, region: np.ndarray,
+                        params: reg.RegistrationParams,
+                        fixed_edges: np.ndarray | None = None) -> tuple[reg.RegistrationResult, float]:
+    """(kept result, its optimum margin): a co-registration whose margin (edge correlation minus its
+    best 3-degree/3-mm neighbour's) is below ``MIN_OPTIMUM_MARGIN`` is run once more from that
+    neighbour. Off-optimum results of correct images were poorer local optima of the registration's
+    own metric (a corpus FLAIR: Mattes MI -0.578, 2.7 mm off; restarted -0.600, 1.1 mm), so the
+    restart is kept when that metric prefers it, and the optimum check then judges what is kept."""
+    gain, neighbour = best_neighbour(fixed, moving, result.transform, region, fixed_edges)
+    if -gain >= MIN_OPTIMUM_MARGIN:
+        return result, -gain
+    try:
+        centre = sitk.Euler3DTransform(result.transform).GetCenter()
+    except (RuntimeError, TypeError):
+        centre = region_centre(fixed, region)
+    again = reg.register_from(fixed, moving, rigid_as_euler(neighbour, centre), params)
+    record = {"margin_before": -gain, "metric_before": round(result.metric, 6), "metric_after": round(again.metric, 6),
+              "kept": again.metric < result.metric}
+    if not record["kept"]:
+        return replace(result, extra={**result.extra, "restart": record}), -gain
+    kept = replace(again, extra={**result.extra, "restart": record})
+    return kept, -optimality_gain(fixed, moving, kept.transform, region, fixed_edges)
 
 
 # --------------------------------------------------------------------------- the case
+
+def _brats_to_native(results: dict[str, reg.RegistrationResult], atlas_via: str) -> sitk.Transform:
+    """BraTS (atlas) points -> native T1Gd points, directly or through the T1 and its co-registration."""
+    atlas_from_native = results["atlas"].transform  # native (atlas_via) points -> atlas points
+    if atlas_via == "t1ce":
+        return atlas_from_native.GetInverse()
+    return as_affine(compose(results["t1"].transform.GetInverse(), atlas_from_native.GetInverse()))
+
+
 
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
                     backend: str = "simpleitk", affine: bool = False, n4: bool = False,
@@ -287,17 +348,28 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             # The native image is the fixed one: samples fall only where the exam has data, and
             # the rigid (or affine) result is inverted exactly.
             results["atlas"] = reg.register(driving[atlas_via], atlas_target, backend, affine=affine, params=params)
-            atlas_from_native = results["atlas"].transform  # native (atlas_via) points -> atlas points
-            if atlas_via == "t1ce":
-                brats_to_native = atlas_from_native.GetInverse()
-            else:
-                t1_from_t1ce = results["t1"].transform
-                brats_to_native = as_affine(compose(t1_from_t1ce.GetInverse(), atlas_from_native.GetInverse()))
-            t1ce_to_atlas = brats_to_native.GetInverse()
-        with clock("similarity_check"):
-            brain = itk_array(resample(atlas_ss, small["t1ce"], t1ce_to_atlas, sitk.sitkNearestNeighbor)) > 0
+            brats_to_native = _brats_to_native(results, atlas_via)
+            brain = itk_array(resample(atlas_ss, small["t1ce"], brats_to_native.GetInverse(),
+                                       sitk.sitkNearestNeighbor)) > 0
+        with clock("optimum_restart"):
             with reg.fixed_threads():
                 t1ce_edges = edge_map(small["t1ce"])
+            optimum_margin = {}
+            for m in MOVING:  # a co-registration that ended off its optimum gets one restart
+                if brain.sum() < 1000:  # no brain in the image: the similarity check below says so
+                    break
+                if backend == "simpleitk":
+                    results[m], optimum_margin[m] = restart_off_optimum(small["t1ce"], small[m], results[m], brain,
+                                                                        params, t1ce_edges)
+                else:
+                    optimum_margin[m] = -optimality_gain(small["t1ce"], small[m], results[m].transform, brain,
+                                                         t1ce_edges)
+            if atlas_via == "t1" and "restart" in results["t1"].extra:  # the chain runs through the T1
+                brats_to_native = _brats_to_native(results, atlas_via)
+                brain = itk_array(resample(atlas_ss, small["t1ce"], brats_to_native.GetInverse(),
+                                           sitk.sitkNearestNeighbor)) > 0
+            t1ce_to_atlas = brats_to_native.GetInverse()
+        with clock("similarity_check"):
             checks = [SimilarityCheck("atlas", "t1ce_to_atlas", atlas_via, MIN_EDGE_CORR_ATLAS, paths[atlas_via],
                                       atlas_name,
                                       _similarity(small["t1ce"], atlas_target, t1ce_to_atlas, brain,
@@ -330,9 +402,8 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                                               "header in its conversion)"))
         with clock("optimum_check"):
             for c in [c for c in checks if c.key in MOVING and c.name.endswith(f"_to_{ANCHOR}") and c.passed]:
-                margin = -optimality_gain(small["t1ce"], small[c.key], results[c.key].transform, brain, t1ce_edges)
                 checks.append(SimilarityCheck(c.key, f"{c.key}_at_optimum", c.key, MIN_OPTIMUM_MARGIN, c.path, c.target,
-                                              round(margin, 4), "edge correlation minus its best 3-degree/3-mm neighbour's",
+                                              round(optimum_margin[c.key], 4), "edge correlation minus its best 3-degree/3-mm neighbour's",
                                               "the registration ended off its optimum"))
             qc = qc_block(checks, case_id, allow_qc_failure)  # raises on a failed check unless allowed
             qc["input_skull_stripped"] = skull.record()
@@ -374,6 +445,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
                                      "start": r.extra.get("start"), "coarse_metric": r.extra.get("coarse_metric"),
+                                     "restart": r.extra.get("restart"),
                                      "parameters": list(r.transform.GetParameters()),
                                      "fixed_parameters": list(r.transform.GetFixedParameters()),
                                      "transform": r.transform.GetName()}
@@ -457,14 +529,7 @@ def mirrored_start(fixed: sitk.Image, moving: sitk.Image, found: sitk.Transform,
     a_t, t_t = affine_parts(found)
     matrix = a_f @ a_t @ a_m
     offset = a_f @ (a_t @ t_m + t_t) + t_f
-    u, _, vt = np.linalg.svd(matrix)  # the nearest rotation (found may carry an affine's scaling)
-    rotation = u @ vt
-    start = sitk.Euler3DTransform()
-    centre = np.asarray(head_centre, float)
-    start.SetCenter(tuple(centre))
-    start.SetMatrix(tuple(rotation.ravel()))
-    start.SetTranslation(tuple(matrix @ centre + offset - centre))
-    return start
+    return _euler_from_parts(matrix, offset, head_centre)  # (found may carry an affine's scaling)
 
 
 def mirror_margin(fixed: sitk.Image, moving: sitk.Image, found: sitk.Transform, as_given: float, brain: np.ndarray,
