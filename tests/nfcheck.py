@@ -26,7 +26,7 @@ NF_LINT = ROOT.parent / "shared" / "tools" / "nf_lint.py"
 # Sample values for the Groovy variables of the modules' script and stub blocks. A variable
 # missing here fails the contract test, so a new one has to be given a realistic value.
 SAMPLE_META = {"id": "case01", "n": "2", "seed": "0", "fold": "0", "folds": "5",
-               "label_convention": "2019", "space": "native"}
+               "label_convention": "2019", "space": "native", "config": "tiny"}
 SAMPLE_VARS = {
     "task.cpus": "2",
     "model_args": "--model model_1 --model model_2",

@@ -203,10 +203,15 @@ def training_set(rows: list[Row]) -> tuple[list[Path], str]:
     return files, "\n".join(lines) + "\n"
 
 
-def train(sheet: Path, work: Path, folds: int = 2, seed: int = 0, params: dict[str, str] | None = None) -> list[Path]:
-    """GLIOCASCADE_TRAIN's TRAIN tasks (one per fold, one seed) on the sheet's rows; the model folders."""
+def train(sheet: Path, work: Path, folds: int = 2, seed: int = 0, params: dict[str, str] | None = None,
+          config: str | Path = "tiny") -> list[Path]:
+    """GLIOCASCADE_TRAIN's TRAIN tasks (one per fold, one seed) on the sheet's rows; the model folders.
+    ``config``: a built-in name, or a JSON file staged into each task as config/<name> (as the workflow does)."""
     PARAMS.clear()
     PARAMS.update(params or {})
+    builtin = str(config) in ("paper", "tiny", "small")
+    config_inputs = {} if builtin else {"config_file": [Path(config)]}
+    config_name = str(config) if builtin else f"config/{Path(config).name}"
     files, text = training_set(sheet_rows(sheet))
     sheet_file = work / "collect" / "train_samplesheet.csv"
     sheet_file.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +219,10 @@ def train(sheet: Path, work: Path, folds: int = 2, seed: int = 0, params: dict[s
     models = []
     for fold in range(folds):
         cid = f"model_fold{fold}_seed{seed}"
-        out = run_task(module("train"), work / f"train_{fold}", {"files": files, "samplesheet": [sheet_file]},
-                       {"meta.id": cid, "meta.fold": str(fold), "meta.folds": str(folds), "meta.seed": str(seed)})
+        out = run_task(module("train"), work / f"train_{fold}",
+                       {"files": files, "samplesheet": [sheet_file], **config_inputs},
+                       {"meta.id": cid, "meta.fold": str(fold), "meta.folds": str(folds), "meta.seed": str(seed),
+                        "meta.config": config_name})
         models.append(out["${task.ext.prefix ?: meta.id}"][0])
     return models
 

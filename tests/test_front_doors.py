@@ -146,6 +146,31 @@ def test_nextflow_train_mode_reads_each_rows_label_convention(tmp_path):
         assert card["data_card"]["label_conventions"] == {a.name: "2019", b.name: "2023"}
 
 
+def test_nextflow_train_mode_stages_a_json_config_file(tmp_path, cli):
+    """--config FILE reaches every TRAIN task as a staged file (not a path on the launch machine), and
+    the models it trains carry the config that `train --config FILE` gives."""
+    a = _phantom(tmp_path / "cases", 8)
+    b = _phantom(tmp_path / "cases", 9)
+    sheet = _sheet(tmp_path / "s.csv", "case_id,t1,t1ce,t2,flair,space,seg",
+                   [_row(c.name, c, f",{c / (c.name + '_seg.nii.gz')}") for c in (a, b)])
+    config = tmp_path / "elsewhere" / "flags.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"base": "tiny", "presence_flags": True}))
+    fast = "--epochs 1 --steps-per-epoch 1"
+    models = nfdoor.train(sheet, tmp_path / "work", folds=2, seed=0, params={"params.train_args": fast},
+                          config=config)
+    direct = tmp_path / "direct"
+    res = cli("train", "--samplesheet", sheet, "--out", direct, "--config", config, "--fold", "0", "--folds", "2",
+              "--seed", "0", *fast.split(), "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    want = json.loads((direct / "model.json").read_text())["config"]
+    assert want["presence_flags"] is True and want["name"] == "flags"
+    for m in models:
+        assert json.loads((m / "model.json").read_text())["config"] == want
+        staged = m.parent / "config" / "flags.json"
+        assert staged.is_symlink() and staged.resolve() == config.resolve()
+
+
 # --------------------------------------------------------------------------- 5. refusals
 
 def test_a_refusing_step_records_its_reason_when_a_workflow_engine_asks(tmp_path, cli, monkeypatch):

@@ -22,10 +22,14 @@ workflow GLIOCASCADE_TRAIN {
     reference_sheet = reference_set.map { _files, sheet -> sheet }.collectFile(name: 'references.csv')
 
     seeds = params.seeds.toString().tokenize(',').collect { s -> s.trim().toInteger() }
+    // a built-in config by name; a JSON config file staged into every TRAIN task (config/<name>)
+    def builtin = params.config.toString() in ['paper', 'tiny', 'small']
+    def config_file = builtin ? [] : file(params.config.toString(), checkIfExists: true)
+    def config_name = builtin ? params.config.toString() : "config/${config_file.name}"
     jobs = channel.of(0..(params.folds - 1))
         .combine(channel.fromList(seeds))
-        .map { fold, seed -> [id: "model_fold${fold}_seed${seed}", fold: fold, folds: params.folds, seed: seed] }
-    TRAIN(jobs.combine(training.map { files, _sheet -> [files] }).combine(train_sheet))
+        .map { fold, seed -> [id: "model_fold${fold}_seed${seed}", fold: fold, folds: params.folds, seed: seed, config: config_name] }
+    TRAIN(jobs.combine(training.map { files, _sheet -> [files] }).combine(train_sheet), config_file)
 
     // every case is predicted by the models that did not train on it (one per seed: the model of
     // the fold whose validation set holds it), an ensemble of out-of-fold models

@@ -6,6 +6,9 @@ process TRAIN {
     // every file of the training rows, each in its own numbered folder, and the samplesheet naming them
     // there (label convention and brain mask per row: train reads them as `train --samplesheet` does)
     tuple val(meta), path(files, stageAs: 'data/f?????/*'), path(samplesheet)
+    // a JSON network config (--config FILE), staged so the task sees it wherever it runs; [] for a
+    // built-in one. meta.config names what train reads: the built-in name, or config/<file name>
+    path(config_file, stageAs: 'config/*')
 
     output:
     tuple val(meta), path("${task.ext.prefix ?: meta.id}", type: 'dir'), emit: model
@@ -20,7 +23,7 @@ process TRAIN {
     def args = task.ext.args ?: ''
     def prefix = task.ext.prefix ?: "${meta.id}"
     """
-    gliocascade train --samplesheet ${samplesheet} --out ${prefix} --fold ${meta.fold} --folds ${meta.folds} --seed ${meta.seed} ${args}
+    gliocascade train --samplesheet ${samplesheet} --out ${prefix} --config ${meta.config} --fold ${meta.fold} --folds ${meta.folds} --seed ${meta.seed} ${args}
     """
 
     stub:
