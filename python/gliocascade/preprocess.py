@@ -292,7 +292,6 @@ def _brats_to_native(results: dict[str, reg.RegistrationResult], atlas_via: str)
     return as_affine(compose(results["t1"].transform.GetInverse(), atlas_from_native.GetInverse()))
 
 
-
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
                     backend: str = "simpleitk", affine: bool = False, n4: bool = False,
                     skull_strip: str = "atlas", threads: int = 1,
