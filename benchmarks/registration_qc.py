@@ -236,7 +236,7 @@ def as_preprocess_judges(exams: list[dict]) -> dict:
             "mirrored_caught_by_the_mirror_check": sum(r["mirror"] >= MIN_EDGE_CORR_COREG
                                                        and r["mirror_mirror_margin"] < MIN_MIRROR_MARGIN for r in rows),
             "swap_caught": f"{sum(refused(r, 'swap') for r in rows)}/{len(rows)}",
-            "restarted_off_optimum": {k: sum(r.get(f"{k}_restarted", 0) for r in rows) for k in ("registered", "mirror")},
+            "restarted_off_optimum": {k: int(sum(r.get(f"{k}_restarted", 0) for r in rows)) for k in ("registered", "mirror")},
             "optimality_gain": {k: {"min": round(min(r[f"{k}_gain"] for r in rows), 4),
                                     "max": round(max(r[f"{k}_gain"] for r in rows), 4)}
                                 for k in ("truth", "registered", "rot4", "rot8", "rot15", "shift4", "shift8",
