@@ -52,7 +52,11 @@ class RegistrationParams:
     learning_rate: float = 2.0
     min_step: float = 3e-3  # ~3 µm of shift: smaller steps crawl along flat valleys for no accuracy
     iterations: int = 200
-    relaxation: float = 0.5
+    # Each reversal of the gradient's direction multiplies the step by this factor. At 0.5 a noisy
+    # sampled metric shrinks the step to ``min_step`` within about 20 iterations of the finest level,
+    # short of the optimum: a corpus T1 stopped 1.0 mm from its exact truth at a worse metric than
+    # the truth's own optimum (0.3 mm). At 0.8 it reaches it for about 15 % more CPU time (README).
+    relaxation: float = 0.8
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 0.0)
     init: str = "robust"  # candidate rotations (the robust start below); "moments": centre of mass only
