@@ -214,12 +214,14 @@ def _tilted_case(seed: int, angle_deg: float):
     return native, atlas, truth, reg.transform_points(truth.GetInverse(), pts)
 
 
-def test_robust_start_recovers_a_25_degree_tilt_that_the_centre_of_mass_start_misses():
-    native, atlas, truth, pts = _tilted_case(13, 25.0)
+def test_robust_start_recovers_a_50_degree_tilt_that_the_centre_of_mass_start_misses():
+    """On this small, smooth phantom the centre-of-mass start alone recovers tilts up to about 40
+    degrees since the optimiser's step decays more slowly (relaxation 0.8; at 0.5 it missed 25); the
+    candidate starts still reach 50 degrees, where it ends 5.7 mm off."""
+    native, atlas, truth, pts = _tilted_case(13, 50.0)
     robust = reg.register(native, atlas)
     assert robust.extra["start"] != "centre of mass" and robust.extra["candidates"] >= 27
-    # 0.6 mm at a 10-degree tilt on this small, smooth phantom with 2.5 mm slices; 1.1 mm measured here
-    assert _mean_error_mm(robust.transform, truth, pts) <= 1.5
+    assert _mean_error_mm(robust.transform, truth, pts) <= 1.5  # 0.96 mm measured
     plain = reg.register(native, atlas, params=reg.RegistrationParams(init="moments"))
     assert _mean_error_mm(plain.transform, truth, pts) > 3.0, "the control: one start is not enough here"
 

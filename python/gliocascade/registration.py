@@ -69,6 +69,12 @@ class RegistrationParams:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
+# The affine refinement keeps the faster step decay: with the rigid default (0.8) its nine matrix
+# parameters overshoot and a phantom scaled by 6 % ended 5.5 mm off at a worse metric than its
+# rigid start (0.2 mm at 0.5; tests/test_registration.py).
+AFFINE_RELAXATION = 0.5
+
+
 @dataclass
 class RegistrationResult:
     """The transform (fixed -> moving points) and what the optimiser reports."""
@@ -182,7 +188,7 @@ def _sitk_rigid_then_affine(fixed: sitk.Image, moving: sitk.Image, affine: bool,
     aff.SetMatrix(rig.GetMatrix())
     aff.SetTranslation(rig.GetTranslation())
     aff.SetCenter(rig.GetCenter())
-    refined = _sitk_register(fixed, moving, aff, params, fixed_mask,
+    refined = _sitk_register(fixed, moving, aff, replace(params, relaxation=AFFINE_RELAXATION), fixed_mask,
                              levels=(params.shrink_factors[-2:], params.smoothing_sigmas_mm[-2:]))
     refined.extra["rigid_metric"] = rigid.metric
     return refined
