@@ -185,7 +185,7 @@ def test_n4_copy_keeps_geometry_and_flattens_bias():
     assert after.std() / after.mean() < 0.5 * before.std() / before.mean()
 
 
-def test_registration_copy_halves_fine_in_plane_sampling():
+def test_registration_copy_shrinks_every_fine_axis():
     from gliocascade.preprocess import registration_copy
 
     img = sitk.Image([256, 224, 26], sitk.sitkFloat32)
@@ -196,6 +196,10 @@ def test_registration_copy_halves_fine_in_plane_sampling():
     iso = sitk.Image([60, 60, 40], sitk.sitkFloat32)
     iso.SetSpacing((2.0, 2.0, 2.0))
     assert registration_copy(iso).GetSize() == (60, 60, 40)
+    # a coronal exam stored with its slice axis second: its fine third axis is shrunk too
+    coronal = sitk.Image([512, 40, 512], sitk.sitkFloat32)
+    coronal.SetSpacing((0.47, 5.0, 0.47))
+    assert registration_copy(coronal).GetSize() == (170, 40, 170)
 
 
 def _tilted_case(seed: int, angle_deg: float):

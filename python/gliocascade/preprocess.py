@@ -76,6 +76,9 @@ MIN_OPTIMUM_MARGIN = -0.021
 MIN_EDGE_CORR_DEEP = 0.25
 # Room around the atlas brain's box for the mask refinement's morphology (its rim band is 4 mm).
 BRAIN_BOX_MARGIN_MM = 8
+# A skull-stripped exam's atlas registration counts only atlas points within this distance of the
+# atlas brain: the brain, its outline and the empty margin a stripped brain's outline moves in.
+ATLAS_METRIC_MARGIN_MM = 8.0
 
 
 # --------------------------------------------------------------------------- input
@@ -140,12 +143,14 @@ class StageClock:
 
 
 def registration_copy(image: sitk.Image, min_spacing_mm: float = 1.5) -> sitk.Image:
-    """In-plane shrunk copy for co-registration (same world extent, fewer voxels).
+    """Shrunk copy for co-registration (same world extent, fewer voxels).
 
     Clinical exams have sub-millimetre pixels and 5 mm slices; halving the in-plane sampling
     changes co-registration by under a voxel of the BraTS grid and makes it about 3x cheaper.
+    Every fine axis is shrunk, whichever storage axis it is: a coronal exam stored slice-axis
+    second kept its 0.47 mm third axis before and cost 4x the CPU time of the same exam stored axially.
     """
-    factors = [max(1, int(round(min_spacing_mm / s))) if i < 2 else 1 for i, s in enumerate(image.GetSpacing())]
+    factors = [max(1, int(round(min_spacing_mm / s))) for s in image.GetSpacing()]
     return sitk.Shrink(image, factors) if max(factors) > 1 else image
 
 
@@ -293,10 +298,38 @@ def restart_off_optimum(fixed: sitk.Image, moving: sitk.Image, result: reg.Regis
 
 def _brats_to_native(results: dict[str, reg.RegistrationResult], atlas_via: str) -> sitk.Transform:
     """BraTS (atlas) points -> native T1Gd points, directly or through the T1 and its co-registration."""
-    atlas_from_native = results["atlas"].transform  # native (atlas_via) points -> atlas points
+    found = results["atlas"]
+    to_native = found.transform if found.extra["fixed_image"] == "atlas" else found.transform.GetInverse()
     if atlas_via == "t1ce":
-        return atlas_from_native.GetInverse()
-    return as_affine(compose(results["t1"].transform.GetInverse(), atlas_from_native.GetInverse()))
+        return to_native
+    return as_affine(compose(results["t1"].transform.GetInverse(), to_native))
+
+
+def register_to_atlas(native: sitk.Image, atlas_target: sitk.Image, atlas_brain: sitk.Image, stripped: bool,
+                      backend: str, affine: bool, params: reg.RegistrationParams) -> reg.RegistrationResult:
+    """The atlas registration; ``extra["fixed_image"]`` says which image was the fixed one.
+
+    A skull-stripped exam is registered with the atlas as the fixed image and the metric masked
+    to the atlas brain and a margin: every exam is then measured at the same atlas points whatever
+    its grid, pose and field of view. On the generated corpus this cut the atlas step's CPU time
+    about threefold at a slightly lower median error (README, "Atlas registration"). An exam with skull keeps the
+    native image as the fixed one, the whole head in the metric: masked to the brain, the real
+    exam landed 3.3 mm from that head-to-head optimum, which is the one the BraTS Toolkit's
+    images match (NCC T1 0.65 instead of 0.89)."""
+    if stripped:
+        found = reg.register(atlas_target, native, backend, affine=affine, params=params,
+                             fixed_mask=atlas_metric_mask(atlas_brain))
+    else:
+        found = reg.register(native, atlas_target, backend, affine=affine, params=params)
+    found.extra["fixed_image"] = "atlas" if stripped else "native"
+    return found
+
+
+def atlas_metric_mask(atlas_brain: sitk.Image, margin_mm: float = ATLAS_METRIC_MARGIN_MM) -> sitk.Image:
+    """The atlas points the atlas registration's metric samples: the brain and ``margin_mm`` around it."""
+    distance = sitk.SignedMaurerDistanceMap(atlas_brain > 0, insideIsPositive=False, squaredDistance=False,
+                                            useImageSpacing=True)
+    return sitk.Cast(distance <= margin_mm, sitk.sitkUInt8)
 
 
 def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir: Path | None = None,
@@ -351,9 +384,8 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
             with clock("coregister"):
                 results[m] = reg.register(small["t1ce"], small[m], backend, params=params)
         with clock("atlas_registration"):
-            # The native image is the fixed one: samples fall only where the exam has data, and
-            # the rigid (or affine) result is inverted exactly.
-            results["atlas"] = reg.register(driving[atlas_via], atlas_target, backend, affine=affine, params=params)
+            results["atlas"] = register_to_atlas(driving[atlas_via], atlas_target, atlas_ss, skull.stripped, backend,
+                                                 affine, params)
             brats_to_native = _brats_to_native(results, atlas_via)
             brain = itk_array(resample(atlas_ss, small["t1ce"], brats_to_native.GetInverse(),
                                        sitk.sitkNearestNeighbor)) > 0
@@ -451,6 +483,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
                                      "start": r.extra.get("start"), "coarse_metric": r.extra.get("coarse_metric"),
+                                     "fixed_image": r.extra.get("fixed_image"),
                                      "restart": r.extra.get("restart"),
                                      "parameters": list(r.transform.GetParameters()),
                                      "fixed_parameters": list(r.transform.GetFixedParameters()),
