@@ -6,7 +6,8 @@ mean and max target registration error over R0's brain of the BraTS -> native ch
 truth (R0, what preprocessing finds for the unposed source, composed with the generated pose; for
 the raw exam with skull the co-registration part is relative to its own scanner alignment), the
 brain-mask Dice against R0's mask, the QC scores and the start each registration took. Results,
-with the pose table, go to ``benchmarks/results/registration_corpus.json``.
+with the pose table and a summary (per input kind, per pose and slice-thickness bin), go to
+``benchmarks/results/registration_corpus.json``; ``--summarise FILE`` recomputes only the summary.
 
     python benchmarks/preprocess_corpus_bench.py [--data ../shared/data] [--seeds 0 1 ...] [--coarsen 1]
 """
@@ -86,6 +87,39 @@ def measure_exam(spec: nc.ExamSpec, source: tuple, r0_dir: Path, work: Path, atl
             "starts": {k: v.get("start") for k, v in prov["registration_results"].items()}}
 
 
+ROTATION_BINS_DEG = ((0.0, 10.0), (10.0, 20.0), (20.0, 90.0))
+SHIFT_BINS_MM = ((0.0, 15.0), (15.0, 30.0), (30.0, 100.0))
+THICKNESS_BINS_MM = ((0.0, 3.0), (3.0, 10.0))
+
+
+def _stats(values: list[float]) -> dict:
+    return {"n": len(values), "median": round(float(np.median(values)), 3), "mean": round(float(np.mean(values)), 3),
+            "max": round(float(max(values)), 3)} if values else {"n": 0}
+
+
+def summarise(exams: list[dict], poses: list[dict]) -> dict:
+    """Mean-TRE statistics per modality: over all exams, per input kind (skull-stripped or with
+    skull), and per bin of that modality's own pose (rotation, shift) and slice thickness."""
+    done = [e for e in exams if "refused" not in e]
+    pose_of = {p["exam_id"]: p["modalities"] for p in poses}
+    out: dict = {"all": {}, "skull_stripped": {}, "with_skull": {}, "rotation_deg": {}, "shift_mm": {},
+                 "slice_thickness_mm": {}}
+    for m in MODALITIES:
+        tre = {e["exam"]: e["tre_mean_mm"][m] for e in done}
+        out["all"][m] = _stats(list(tre.values()))
+        out["skull_stripped"][m] = _stats([tre[e["exam"]] for e in done if e["input_skull_stripped"]])
+        out["with_skull"][m] = _stats([tre[e["exam"]] for e in done if not e["input_skull_stripped"]])
+        for key, field, bins in (("rotation_deg", "rotation_deg", ROTATION_BINS_DEG),
+                                 ("shift_mm", "shift_norm_mm", SHIFT_BINS_MM),
+                                 ("slice_thickness_mm", "slice_thickness_mm", THICKNESS_BINS_MM)):
+            out[key][m] = {f"{lo:g}-{hi:g}": _stats([v for ex, v in tre.items() if lo <= pose_of[ex][m][field] < hi])
+                           for lo, hi in bins}
+    cpu = [e["cpu_s"] for e in exams]
+    out["cpu_s"] = {"median": round(float(np.median(cpu)), 1), "max": round(float(max(cpu)), 1)} if cpu else {}
+    out["refused"] = [e["exam"] for e in exams if "refused" in e]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("GLIOCASCADE_DATA", ROOT.parent / "shared" / "data")))
@@ -93,7 +127,14 @@ def main() -> None:
     ap.add_argument("--sources", nargs="+", default=list(nc.SOURCE_NAMES))
     ap.add_argument("--coarsen", type=float, default=1.0)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "registration_corpus.json")
+    ap.add_argument("--summarise", type=Path, help="only recompute the summary of this results file (written to --out)")
     args = ap.parse_args()
+    if args.summarise:
+        result = json.loads(args.summarise.read_text())
+        result["summary"] = summarise(result["exams"], result["poses"])
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["summary"]["all"]))
+        return
     specs = nc.corpus_specs(args.seeds, args.sources)
     sources = {name: nc.load_source(args.data, name) for name in {s.source for s in specs}}
     with tempfile.TemporaryDirectory(prefix="gliocascade_corpus_") as tmp:
@@ -108,18 +149,11 @@ def main() -> None:
             exams.append(measure_exam(spec, sources[spec.source], r0_dirs[spec.source], work, args.data / "atlas",
                                       args.coarsen))
             print(json.dumps(exams[-1]), flush=True)
-    done = [e for e in exams if "refused" not in e]
-    summary = {m: {"median_of_mean_tre_mm": round(float(np.median([e["tre_mean_mm"][m] for e in done])), 3),
-                   "max_of_mean_tre_mm": round(float(max(e["tre_mean_mm"][m] for e in done)), 3)}
-               for m in MODALITIES} if done else {}
+    poses = nc.pose_table(specs)
     result = {"what": "preprocess on the native corpus (default backend)", "coarsen": args.coarsen,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                           "load_average": os.getloadavg()},
-              "versions": package_versions(), "summary": summary,
-              "refused": [e["exam"] for e in exams if "refused" in e],
-              "cpu_s": {"median": round(float(np.median([e["cpu_s"] for e in exams])), 1),
-                        "max": round(float(max(e["cpu_s"] for e in exams)), 1)},
-              "exams": exams, "poses": nc.pose_table(specs)}
+              "versions": package_versions(), "summary": summarise(exams, poses), "exams": exams, "poses": poses}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
