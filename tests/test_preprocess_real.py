@@ -340,6 +340,10 @@ def test_a_skull_stripped_exam_is_detected_and_keeps_its_own_brain(stripped_run_
     assert prov["parameters"]["skull_strip"] == "input"
     with_skull = json.loads((run_on_reference_atlas / "provenance_preprocess.json").read_text())
     assert with_skull["qc"]["input_skull_stripped"]["value"] is False
+    # a stripped exam is registered onto the atlas (masked metric), an exam with skull the other way round
+    assert prov["registration_results"]["atlas"]["fixed_image"] == "atlas"
+    assert prov["parameters"]["atlas_metric_margin_mm"] == 8.0
+    assert with_skull["registration_results"]["atlas"]["fixed_image"] == "native"
     # against the skull-stripped atlas the brain-to-brain similarity is far above a head's against a head
     assert prov["similarity_edge_corr"]["atlas"] > with_skull["similarity_edge_corr"]["atlas"] + 0.1
     ref = _arr(data_dir / "native" / CASE / "reference" / "brats_space" / "OtherEXampleFromTCIA_hdbet_mask_brats.nii.gz") > 0
