@@ -302,6 +302,8 @@ def test_n4_and_affine_options(small_exam, data_dir, tmp_path):
     assert res.exit_code == 0, res.output
     prov = json.loads((out / "provenance_preprocess.json").read_text())
     assert prov["parameters"]["n4"] is True and prov["parameters"]["affine"] is True
+    # the affine stage's own step decay is recorded beside the rigid one it does not use
+    assert prov["parameters"]["affine_relaxation"] == 0.5 != prov["parameters"]["registration"]["relaxation"]
     assert prov["cpu_s"]["n4"] > 0
     tx = sitk.ReadTransform(str(out / "transforms" / "brats_to_native.tfm"))
     matrix = np.array(sitk.AffineTransform(tx).GetMatrix()).reshape(3, 3)
@@ -343,6 +345,11 @@ def test_a_skull_stripped_exam_is_detected_and_keeps_its_own_brain(stripped_run_
     # a stripped exam is registered onto the atlas (masked metric), an exam with skull the other way round
     assert prov["registration_results"]["atlas"]["fixed_image"] == "atlas"
     assert prov["parameters"]["atlas_metric_margin_mm"] == 8.0
+    # the deep-brain check runs for stripped inputs only, and its threshold is recorded only there
+    assert prov["parameters"]["min_edge_corr_deep"] == 0.25 and with_skull["parameters"]["min_edge_corr_deep"] is None
+    assert prov["parameters"]["min_optimum_margin"] == with_skull["parameters"]["min_optimum_margin"] < 0
+    assert with_skull["parameters"]["affine_relaxation"] is None
+    assert prov["coregistration_copy"] == with_skull["coregistration_copy"] == "bin-averaged (SimpleITK BinShrink)"
     assert with_skull["registration_results"]["atlas"]["fixed_image"] == "native"
     # against the skull-stripped atlas the brain-to-brain similarity is far above a head's against a head
     assert prov["similarity_edge_corr"]["atlas"] > with_skull["similarity_edge_corr"]["atlas"] + 0.1

@@ -143,15 +143,18 @@ class StageClock:
 
 
 def registration_copy(image: sitk.Image, min_spacing_mm: float = 1.5) -> sitk.Image:
-    """Shrunk copy for co-registration (same world extent, fewer voxels).
+    """Averaged copy for co-registration and its checks (same world extent, fewer voxels).
 
     Clinical exams have sub-millimetre pixels and 5 mm slices; halving the in-plane sampling
     changes co-registration by under a voxel of the BraTS grid and makes it about 3x cheaper.
     Every fine axis is shrunk, whichever storage axis it is: a corpus T1Gd stored with its slice
     axis second kept its 0.47 mm third axis before, and its co-registrations cost 2.5x the CPU time.
+    Each copy voxel is the mean of the voxels it covers (``BinShrink``), not one of them: picking
+    one kept all the noise of a 0.47 mm pixel and aliased, and co-registration on six stripped
+    full-size corpus exams erred twice as much (median 0.83 mm against 0.43 mm, same CPU time).
     """
     factors = [max(1, int(round(min_spacing_mm / s))) for s in image.GetSpacing()]
-    return sitk.Shrink(image, factors) if max(factors) > 1 else image
+    return sitk.BinShrink(image, factors) if max(factors) > 1 else image
 
 
 def n4_corrected(image: sitk.Image) -> sitk.Image:
@@ -470,9 +473,13 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
                   "skull_strip": "input" if skull.stripped else skull_strip,
                   "input_skull_stripped": input_skull_stripped, "threads": threads,
                   "registration_threads": reg.REGISTRATION_THREADS,
-                  "registration": params.as_dict(), "interpolation": "linear",
+                  "registration": params.as_dict(),
+                  "affine_relaxation": reg.AFFINE_RELAXATION if affine else None,
+                  "interpolation": "linear",
                   "min_edge_corr_coregistration": MIN_EDGE_CORR_COREG,
                   "min_edge_corr_atlas": MIN_EDGE_CORR_ATLAS, "min_mirror_margin": MIN_MIRROR_MARGIN,
+                  "min_optimum_margin": MIN_OPTIMUM_MARGIN,
+                  "min_edge_corr_deep": MIN_EDGE_CORR_DEEP if skull.stripped else None,
                   "atlas_metric_margin_mm": ATLAS_METRIC_MARGIN_MM if skull.stripped else None,
                   "allow_qc_failure": allow_qc_failure,
                   "output_grid": {"size": list(BRATS_SHAPE), "spacing_mm": BRATS_SPACING_MM[0], "origin_lps": list(BRATS_ORIGIN_LPS),
@@ -482,6 +489,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         "atlas_release": atlas_release(atlas),
         "registration_backend": reg.backend_version(backend),
         "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
+        "coregistration_copy": "bin-averaged (SimpleITK BinShrink)" if backend == "simpleitk" else "native grid",
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
                                      "start": r.extra.get("start"), "coarse_metric": r.extra.get("coarse_metric"),
                                      "fixed_image": r.extra.get("fixed_image"),
