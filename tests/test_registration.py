@@ -185,6 +185,19 @@ def test_n4_copy_keeps_geometry_and_flattens_bias():
     assert after.std() / after.mean() < 0.5 * before.std() / before.mean()
 
 
+def test_registration_copy_averages_the_voxels_it_covers():
+    """Each copy voxel is the mean of its 2x2 block, not one picked voxel: pixel-scale noise (here
+    a +-1 checkerboard) averages out instead of being kept whole and aliased."""
+    from gliocascade.preprocess import registration_copy
+
+    checker = (np.indices((4, 64, 64)).sum(axis=0) % 2) * 2.0 - 1.0  # z, y, x
+    img = sitk.GetImageFromArray((100.0 + checker).astype(np.float32))
+    img.SetSpacing((0.75, 0.75, 5.0))  # shrunk 2x in plane
+    small = sitk.GetArrayFromImage(registration_copy(img))
+    assert small.shape == (4, 32, 32)
+    assert np.allclose(small, 100.0)
+
+
 def test_registration_copy_shrinks_every_fine_axis():
     from gliocascade.preprocess import registration_copy
 

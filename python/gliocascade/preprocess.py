@@ -142,6 +142,9 @@ class StageClock:
             self.wall[stage] = round(self.wall.get(stage, 0.0) + time.perf_counter() - w0, 3)
 
 
+REGISTRATION_COPY = "bin-averaged (SimpleITK BinShrink)"  # what registration_copy makes (provenance)
+
+
 def registration_copy(image: sitk.Image, min_spacing_mm: float = 1.5) -> sitk.Image:
     """Averaged copy for co-registration and its checks (same world extent, fewer voxels).
 
@@ -489,7 +492,7 @@ def preprocess_case(images: dict[str, Path], case_id: str, out: Path, atlas_dir:
         "atlas_release": atlas_release(atlas),
         "registration_backend": reg.backend_version(backend),
         "coregistration_grid_spacing_mm": list(small["t1ce"].GetSpacing()),
-        "coregistration_copy": "bin-averaged (SimpleITK BinShrink)" if backend == "simpleitk" else "native grid",
+        "coregistration_copy": REGISTRATION_COPY if backend == "simpleitk" else "native grid",
         "registration_results": {k: {"metric": r.metric, "iterations": r.iterations, "stop": r.stop,
                                      "start": r.extra.get("start"), "coarse_metric": r.extra.get("coarse_metric"),
                                      "fixed_image": r.extra.get("fixed_image"),
