@@ -41,15 +41,19 @@ from gliocascade.resample import compose  # noqa: E402
 
 def chains(out: Path) -> dict[str, sitk.Transform]:
     """BraTS points -> native points of every modality, from what preprocess wrote."""
-    prov = json.loads((out / "provenance_preprocess.json").read_text())
     to_t1ce = sitk.ReadTransform(str(out / "transforms" / "brats_to_native.tfm"))
-    found = {"t1ce": to_t1ce}
-    for m in ("t1", "t2", "flair"):
+    return {"t1ce": to_t1ce, **{m: compose(coreg, to_t1ce) for m, coreg in coregistrations(out).items()}}
+
+
+def coregistrations(out: Path) -> dict[str, sitk.Euler3DTransform]:
+    """Native T1Gd points -> native points of each moving modality, from the provenance preprocess wrote."""
+    prov = json.loads((out / "provenance_preprocess.json").read_text())
+    found = {}
+    for m in MOVING:
         rec = prov["registration_results"][m]
-        coreg = sitk.Euler3DTransform()
-        coreg.SetFixedParameters(rec["fixed_parameters"])
-        coreg.SetParameters(rec["parameters"])
-        found[m] = compose(coreg, to_t1ce)
+        found[m] = sitk.Euler3DTransform()
+        found[m].SetFixedParameters(rec["fixed_parameters"])
+        found[m].SetParameters(rec["parameters"])
     return found
 
 
@@ -84,8 +88,8 @@ def measure_exam(spec: nc.ExamSpec, source: tuple, r0_dir: Path, work: Path, atl
     if exam.coreg_exact:  # the co-registrations alone, against their exact truth, over the native brain
         brain = points[:: max(1, len(points) // 4000)]
         native = transform_points(found["t1ce"], brain)
-        coreg_tre = {m: round(nc.target_registration_error(compose(found[m], found["t1ce"].GetInverse()),
-                                                           exam.coreg_truth(m), native)[0], 3) for m in MOVING}
+        coreg_tre = {m: round(nc.target_registration_error(coreg, exam.coreg_truth(m), native)[0], 3)
+                     for m, coreg in coregistrations(out).items()}
     prov = json.loads((out / "provenance_preprocess.json").read_text())
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{exam.exam_id}_brainmask.nii.gz"))) > 0
     return {"exam": exam.exam_id, "source": spec.source, "cpu_s": round(cpu, 1),
